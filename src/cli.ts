@@ -1,0 +1,148 @@
+// Command line: turns argv into a mount or unmount request. Accepts the
+// forms mount helpers use too: `tsoverlay -o OPTS MERGED` (podman's
+// mount_program) and `tsoverlay SOURCE MERGED -o OPTS` (mount.fuse3).
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import yargs from 'yargs';
+import { serve, spawnBackground } from './daemon';
+import { parseMountOptions, ParamError } from './params';
+
+const pkg = JSON.parse(fs.readFileSync(`${__dirname}/../package.json`, 'utf8')) as { version: string };
+
+interface MountArgs {
+  options: string[];
+  mountpoint: string;
+  foreground: boolean;
+  logLevel: string;
+  logFile?: string;
+  readyFd?: number;
+}
+
+const OPTIONS_HELP = `Options (-o, comma-separated, kernel overlayfs syntax):
+  lowerdir=L1:L2    lower layers, leftmost on top; escape ':' and ',' with '\\'
+  upperdir=U        writable layer; needs workdir
+  workdir=W         empty directory on the same filesystem as upperdir
+  ro                read-only mount
+  volatile          skip fsync of the upper
+  userxattr         keep overlay xattrs under user.overlay. instead of trusted.overlay.
+  nowhiteout_markers  treat OCI .wh. files in lower layers as ordinary names
+  fsname=NAME       source name shown in /proc/mounts
+  allow_other, default_permissions, dev, suid, noexec, noatime, ...  FUSE mount flags`;
+
+async function mount(args: MountArgs): Promise<number> {
+  let params;
+  try {
+    params = parseMountOptions(args.options);
+  } catch (err) {
+    if (!(err instanceof ParamError)) throw err;
+    process.stderr.write(`tsoverlay: ${err.message}\n`);
+    return 1;
+  }
+
+  if (!args.foreground) {
+    const childArgs = ['mount', args.mountpoint, ...args.options.flatMap((o) => ['-o', o]), '--log-level', args.logLevel];
+    if (args.logFile !== undefined) childArgs.push('--log-file', args.logFile);
+    return spawnBackground([process.argv[1], ...childArgs]);
+  }
+  serve({ params, mountpoint: args.mountpoint, logLevel: args.logLevel, logFile: args.logFile, readyFd: args.readyFd });
+  return -1; // serving; the daemon exits by itself
+}
+
+function umount(mountpoint: string): number {
+  for (const [cmd, cmdArgs] of [['fusermount3', ['-u', mountpoint]], ['umount', [mountpoint]]] as const) {
+    try {
+      execFileSync(cmd, [...cmdArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+      return 0;
+    } catch (err) {
+      const e = err as { code?: string; stderr?: Buffer };
+      if (e.code === 'ENOENT') continue;
+      process.stderr.write(`tsoverlay: cannot unmount '${mountpoint}': ${e.stderr?.toString().trim() ?? String(err)}\n`);
+      return 1;
+    }
+  }
+  process.stderr.write('tsoverlay: neither fusermount3 nor umount is installed; install the fuse3 package\n');
+  return 1;
+}
+
+function mountFlags<T>(y: yargs.Argv<T>) {
+  return y
+    .option('o', { type: 'string', describe: 'mount options (see below); may be repeated' })
+    .option('foreground', { alias: 'f', type: 'boolean', default: false, describe: 'stay attached instead of serving from a background process' })
+    .option('log-level', { type: 'string', default: 'info', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], describe: 'pino log level' })
+    .option('log-file', { type: 'string', describe: 'append logs to this file (default: stderr in the foreground, none in the background)' })
+    .option('ready-fd', { type: 'number', hidden: true });
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  const parser = yargs(argv)
+    .scriptName('tsoverlay')
+    .usage('$0 mount -o lowerdir=L1:L2,upperdir=U,workdir=W MERGED')
+    .command(
+      'mount <mountpoint>',
+      'mount an overlay on MERGED',
+      (y) => mountFlags(y).positional('mountpoint', { type: 'string', demandOption: true }),
+      async (a) => {
+        exitCode = await mount(toMountArgs(a, a.mountpoint as string));
+      },
+    )
+    .command(
+      'umount <mountpoint>',
+      'unmount MERGED and stop its daemon',
+      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }),
+      (a) => {
+        exitCode = umount(a.mountpoint as string);
+      },
+    )
+    .command(
+      '$0 [source] [mountpoint]',
+      false,
+      (y) => mountFlags(y).positional('source', { type: 'string' }).positional('mountpoint', { type: 'string' }),
+      async (a) => {
+        // `-o OPTS MERGED` has one positional, `SOURCE MERGED -o OPTS` two.
+        const mountpoint = (a.mountpoint ?? a.source) as string | undefined;
+        if (mountpoint === undefined) {
+          parser.showHelp();
+          exitCode = 1;
+          return;
+        }
+        exitCode = await mount(toMountArgs(a, mountpoint));
+      },
+    )
+    .epilogue(OPTIONS_HELP)
+    .version(pkg.version)
+    .help()
+    .strict()
+    .fail((message, err) => {
+      if (err) throw err;
+      process.stderr.write(`tsoverlay: ${message}\nRun 'tsoverlay --help' for usage.\n`);
+      process.exit(2);
+    });
+  await parser.parseAsync();
+  return exitCode;
+}
+
+function toMountArgs(a: Record<string, unknown>, mountpoint: string): MountArgs {
+  return {
+    options: a.o === undefined ? [] : ([] as string[]).concat(a.o as string | string[]),
+    mountpoint,
+    foreground: Boolean(a.foreground),
+    logLevel: a.logLevel as string,
+    logFile: a.logFile as string | undefined,
+    readyFd: a.readyFd as number | undefined,
+  };
+}
+
+export function run(): void {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (code >= 0) process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`tsoverlay: ${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
+
+if (require.main === module) run();

@@ -1,0 +1,154 @@
+// Mounting and serving: set up the layers, mount through fuse-native, serve
+// until unmounted, and unmount cleanly on SIGINT or SIGTERM. Background mode
+// re-runs this in a detached child that reports readiness over a pipe.
+import fs from 'node:fs';
+import { spawn } from 'node:child_process';
+import Fuse from 'fuse-native';
+import { createLogger, type Logger } from './log';
+import type { MountParams } from './params';
+import { ParamError } from './params';
+import { prepareSuper } from './super';
+import { makeOperations } from './fuse/ops';
+import { Overlay } from './union/overlay';
+import { FileTable } from './union/file';
+
+export interface MountRequest {
+  params: MountParams;
+  mountpoint: string;
+  logLevel: string;
+  logFile?: string;
+  // fd on which a background child reports "ready" or the failure message.
+  readyFd?: number;
+}
+
+// libfuse options for every mount. use_ino: our inode numbers reach stat.
+// hard_remove: an unlinked open file is not renamed to .fuse_hidden*.
+// atomic_o_trunc: O_TRUNC arrives with open, so copy-up can skip the data.
+// kernel_cache and the timeouts are safe because every change to the
+// layers goes through the mount.
+const BASE_FUSE_OPTIONS = [
+  'use_ino', 'hard_remove', 'big_writes', 'max_write=131072', 'atomic_o_trunc',
+  'kernel_cache', 'entry_timeout=1', 'attr_timeout=1', 'negative_timeout=1',
+];
+
+export function fuseOptionsFor(params: MountParams): string[] {
+  const options = [...BASE_FUSE_OPTIONS, 'subtype=tsoverlay', `fsname=${params.fsname.replace(/,/g, '\\,')}`];
+  if (process.getuid?.() === 0) options.push('allow_other', 'default_permissions');
+  if (params.readOnly) options.push('ro');
+  for (const option of params.fuseOptions) {
+    if (!options.includes(option)) options.push(option);
+  }
+  return options;
+}
+
+function report(readyFd: number | undefined, message: string): void {
+  if (readyFd === undefined) return;
+  try {
+    fs.writeSync(readyFd, message);
+    fs.closeSync(readyFd);
+  } catch {
+    // The parent is gone; nobody is waiting for the report.
+  }
+}
+
+export function serve(request: MountRequest): void {
+  const log = createLogger({ level: request.logLevel, file: request.logFile });
+  const { params, mountpoint, readyFd } = request;
+
+  const fail = (message: string, err?: unknown) => {
+    log.fatal({ err, mountpoint }, 'cannot mount');
+    report(readyFd, `error: ${message}\n`);
+    if (readyFd === undefined) process.stderr.write(`tsoverlay: ${message}\n`);
+    process.exit(1);
+  };
+
+  let ov: Overlay;
+  let fuseOptions: string[];
+  try {
+    const sb = prepareSuper(params, mountpoint, log);
+    process.umask(0); // modes from the kernel already have the caller's umask applied
+    ov = new Overlay({
+      layers: sb.layers,
+      workPath: sb.workPath,
+      renameWhiteout: sb.renameWhiteout,
+      whiteoutMarkers: params.whiteoutMarkers,
+      volatile: params.volatile,
+      userxattr: params.userxattr,
+      log,
+    });
+    ov.files = new FileTable(ov);
+    fuseOptions = fuseOptionsFor(params);
+  } catch (err) {
+    fail(err instanceof ParamError ? err.message : (err as Error).message, err);
+    return;
+  }
+
+  // The patched binding fills fuse.contextArray with the caller of each request.
+  const caller: { context: Uint32Array } = { context: new Uint32Array(4) };
+  const fuse = new Fuse(mountpoint, makeOperations(ov, log, caller), { timeout: false, options: fuseOptions });
+  caller.context = fuse.contextArray;
+
+  let stopping = false;
+  fuse.onexit = () => {
+    ov.files.closeAll();
+    log.info({ mountpoint }, 'unmounted');
+    process.exit(0);
+  };
+
+  fuse.mount((err) => {
+    if (err) {
+      fail(`cannot mount on '${mountpoint}': ${err.message}`, err);
+      return;
+    }
+    log.info(
+      {
+        mountpoint,
+        layers: ov.layers.map((l) => ({ path: l.displayPath, upper: l.isUpper })),
+        workdir: params.workdir,
+        fuseOptions,
+      },
+      'mounted',
+    );
+    report(readyFd, 'ready\n');
+  });
+
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ mountpoint, signal }, 'unmounting');
+    Fuse.unmount(mountpoint, (err) => {
+      if (err) {
+        log.error({ err, mountpoint }, 'unmount failed');
+        process.exit(1);
+      }
+      // onexit runs once the FUSE loop has returned.
+    });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGHUP', () => undefined);
+}
+
+// Starts serve() in a detached child and waits until it reports. Exits 0
+// once the mount is ready, as mount helpers do.
+export function spawnBackground(argv: string[]): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...process.execArgv, ...argv, '--foreground', '--ready-fd', '3'], {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    });
+    let output = '';
+    const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    pipe.setEncoding('utf8');
+    pipe.on('data', (chunk: string) => (output += chunk));
+    pipe.on('end', () => {
+      if (output.startsWith('ready')) {
+        child.unref();
+        resolve(0);
+        return;
+      }
+      process.stderr.write(`tsoverlay: ${output.replace(/^error: /, '') || 'the mount daemon exited before the mount was ready\n'}`);
+      resolve(1);
+    });
+  });
+}

@@ -1,0 +1,127 @@
+// Open files (kernel fs/overlayfs/file.c): a handle wraps an fd on the real
+// file. Opening a lower file for writing or with O_TRUNC copies it up first;
+// a handle left reading a lower file is moved to the upper copy once the
+// file is copied up, so it sees the writes that follow.
+import { host } from '../host/native';
+import { newStatBuffer, ST_INO } from '../host/stat';
+import { errnoError } from '../errors';
+import { copyUp } from './copy-up';
+import { createFile } from './dir';
+import { lookupExisting } from './lookup';
+import type { Overlay } from './overlay';
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
+interface Handle {
+  fd: number;
+  path: string;
+  flags: number;
+  ino: bigint;
+  inLower: boolean;
+}
+
+export class FileTable {
+  private readonly handles = new Map<number, Handle>();
+  // Handles on lower files, by merged path, to move after a copy-up.
+  private readonly lowerHandles = new Map<string, Set<Handle>>();
+  private nextId = 1;
+
+  constructor(private readonly ov: Overlay) {}
+
+  open(path: string, flags: number): number {
+    const ov = this.ov;
+    const accmode = flags & host.O_ACCMODE;
+    const writes = accmode !== host.O_RDONLY || (flags & host.O_TRUNC) !== 0;
+    let node = lookupExisting(ov, path, 'open');
+
+    if (writes && !ov.layers[node.layer].isUpper && (node.type & S_IFMT) === S_IFREG) {
+      if (ov.upper === undefined) throw errnoError('EROFS', 'open', path);
+      node = copyUp(ov, path, { noData: (flags & host.O_TRUNC) !== 0 });
+    }
+
+    const realFlags = (flags & ~(host.O_CREAT | host.O_EXCL)) | host.O_CLOEXEC;
+    const fd = host.open(node.realPath, realFlags, 0);
+    return this.add({ fd, path, flags: realFlags, ino: node.ino, inLower: !ov.layers[node.layer].isUpper });
+  }
+
+  create(path: string, mode: number, flags: number): number {
+    const fd = createFile(this.ov, path, mode, flags);
+    const node = lookupExisting(this.ov, path, 'open');
+    return this.add({ fd, path, flags, ino: node.ino, inLower: false });
+  }
+
+  private add(handle: Handle): number {
+    const id = this.nextId++;
+    this.handles.set(id, handle);
+    if (handle.inLower) {
+      let set = this.lowerHandles.get(handle.path);
+      if (set === undefined) this.lowerHandles.set(handle.path, (set = new Set()));
+      set.add(handle);
+    }
+    return id;
+  }
+
+  get(id: number): Handle {
+    const handle = this.handles.get(id);
+    if (handle === undefined) throw errnoError('EBADF', 'read');
+    return handle;
+  }
+
+  read(id: number, buffer: Buffer, length: number, offset: number): number {
+    return host.pread(this.get(id).fd, length === buffer.length ? buffer : buffer.subarray(0, length), offset);
+  }
+
+  write(id: number, buffer: Buffer, length: number, offset: number): number {
+    return host.pwrite(this.get(id).fd, length === buffer.length ? buffer : buffer.subarray(0, length), offset);
+  }
+
+  fstat(id: number): BigInt64Array {
+    const handle = this.get(id);
+    const st = newStatBuffer();
+    host.fstat(handle.fd, st);
+    st[ST_INO] = handle.ino;
+    return st;
+  }
+
+  ftruncate(id: number, size: number): void {
+    host.ftruncate(this.get(id).fd, size);
+  }
+
+  fsync(id: number, datasync: boolean): void {
+    if (this.ov.volatile) return;
+    const fd = this.get(id).fd;
+    if (datasync) host.fdatasync(fd);
+    else host.fsync(fd);
+  }
+
+  release(id: number): void {
+    const handle = this.handles.get(id);
+    if (handle === undefined) return;
+    this.handles.delete(id);
+    if (handle.inLower) this.lowerHandles.get(handle.path)?.delete(handle);
+    host.close(handle.fd);
+  }
+
+  // Moves read handles of a copied-up lower file onto the upper copy.
+  reopenAfterCopyUp(path: string, upperPath: string): void {
+    const set = this.lowerHandles.get(path);
+    if (set === undefined) return;
+    this.lowerHandles.delete(path);
+    for (const handle of set) {
+      const fd = host.open(upperPath, handle.flags, 0);
+      host.close(handle.fd);
+      handle.fd = fd;
+      handle.inLower = false;
+    }
+  }
+
+  // The name no longer refers to the file these handles have open.
+  forget(path: string): void {
+    this.lowerHandles.delete(path);
+  }
+
+  closeAll(): void {
+    for (const id of [...this.handles.keys()]) this.release(id);
+  }
+}

@@ -1,0 +1,59 @@
+// Attributes (kernel fs/overlayfs/inode.c): getattr reports the topmost
+// real object with the overlay's inode number; every setattr copies up first.
+import { host } from '../host/native';
+import { newStatBuffer, newStatvfsBuffer, ST_INO, ST_NLINK, STATVFS_NAMEMAX } from '../host/stat';
+import { errnoError } from '../errors';
+import { copyUp } from './copy-up';
+import { isMerged, lookupExisting } from './lookup';
+import type { Overlay } from './overlay';
+
+const S_IFMT = 0o170000;
+const S_IFLNK = 0o120000;
+
+export function getattr(ov: Overlay, path: string): BigInt64Array {
+  const node = lookupExisting(ov, path, 'stat');
+  const st = newStatBuffer();
+  host.lstat(node.realPath, st);
+  st[ST_INO] = node.ino;
+  if (isMerged(node)) st[ST_NLINK] = 1n;
+  return st;
+}
+
+function requireUpper(ov: Overlay, syscall: string, path: string): void {
+  if (ov.upper === undefined) throw errnoError('EROFS', syscall, path);
+}
+
+export function chmod(ov: Overlay, path: string, mode: number): void {
+  requireUpper(ov, 'chmod', path);
+  const node = copyUp(ov, path);
+  // Linux cannot change a symlink's mode; chmod reaches here only for lchmod.
+  if ((node.type & S_IFMT) === S_IFLNK) throw errnoError('EOPNOTSUPP', 'chmod', path);
+  host.chmod(node.realPath, mode & 0o7777);
+}
+
+export function chown(ov: Overlay, path: string, uid: number, gid: number): void {
+  requireUpper(ov, 'chown', path);
+  const node = copyUp(ov, path);
+  host.lchown(node.realPath, uid, gid);
+}
+
+export function utimens(ov: Overlay, path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void {
+  requireUpper(ov, 'utimensat', path);
+  const node = copyUp(ov, path);
+  host.utimens(node.realPath, atimeSec, atimeNsec, mtimeSec, mtimeNsec);
+}
+
+export function truncate(ov: Overlay, path: string, size: number): void {
+  requireUpper(ov, 'truncate', path);
+  const node = copyUp(ov, path, { noData: size === 0 });
+  host.truncate(node.realPath, size);
+}
+
+// The upper filesystem's counts (the topmost layer's when read-only), with
+// the kernel overlay's 255-byte name limit.
+export function statfs(ov: Overlay): BigInt64Array {
+  const st = newStatvfsBuffer();
+  host.statvfs(ov.layers[0].root || '/', st);
+  st[STATVFS_NAMEMAX] = 255n;
+  return st;
+}

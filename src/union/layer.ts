@@ -1,0 +1,29 @@
+// The layers of one mount and what a lookup resolves a merged path to.
+
+export interface Layer {
+  index: number; // 0 is the topmost layer
+  root: string; // binary path prefix of the layer's tree ('' for '/')
+  displayPath: string; // the path the user gave, resolved, for logs
+  isUpper: boolean;
+  fsIndex: number; // distinct filesystems numbered in layer order
+}
+
+// One real directory that takes part in a merged directory.
+export interface DirPart {
+  layer: number;
+  realPath: string;
+  // The directory's opaque xattr is 'x': it may hold xattr whiteouts.
+  xwhiteouts: boolean;
+}
+
+// A merged path resolved to the topmost real object with its name.
+export interface Node {
+  layer: number;
+  realPath: string;
+  type: number; // S_IFMT bits of the real object
+  // Directories: every real directory merged into this one, topmost first.
+  // The list stops at an opaque directory.
+  parts?: DirPart[];
+  // Inode number reported to the kernel (see inodeNumber in inode.ts).
+  ino: bigint;
+}

@@ -1,0 +1,105 @@
+// State of one mounted overlay: its layers, the lookup cache, the open file
+// table, and the per-mount settings the union code consults.
+import type { Logger } from '../log';
+import type { Layer, Node } from './layer';
+import type { FileTable } from './file';
+
+export interface OverlayOptions {
+  layers: Layer[];
+  workPath?: string;
+  renameWhiteout: boolean;
+  whiteoutMarkers: boolean;
+  volatile: boolean;
+  userxattr: boolean;
+  log: Logger;
+}
+
+// Caller of the current request, as fuse_get_context() reports it.
+export interface Caller {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+const CACHE_LIMIT = 200_000;
+
+export class Overlay {
+  readonly layers: Layer[];
+  readonly upper: Layer | undefined;
+  readonly workPath: string | undefined;
+  readonly renameWhiteout: boolean;
+  readonly whiteoutMarkers: boolean;
+  readonly volatile: boolean;
+  readonly log: Logger;
+  // Prefix of the overlay's own xattrs: trusted.overlay. or user.overlay.
+  readonly xattrPrefix: string;
+  // Set per request by the FUSE layer before it calls into the overlay.
+  caller: Caller = { uid: 0, gid: 0, pid: 0 };
+  files!: FileTable;
+
+  // Merged path to its resolution; null records a name found in no layer.
+  private readonly cache = new Map<string, Node | null>();
+  private tempCounter = 0;
+
+  constructor(options: OverlayOptions) {
+    this.layers = options.layers;
+    this.upper = options.layers.find((l) => l.isUpper);
+    this.workPath = options.workPath;
+    this.renameWhiteout = options.renameWhiteout;
+    this.whiteoutMarkers = options.whiteoutMarkers;
+    this.volatile = options.volatile;
+    this.log = options.log;
+    this.xattrPrefix = options.userxattr ? 'user.overlay.' : 'trusted.overlay.';
+  }
+
+  cached(path: string): Node | null | undefined {
+    return this.cache.get(path);
+  }
+
+  remember(path: string, node: Node | null): void {
+    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    this.cache.set(path, node);
+  }
+
+  invalidate(path: string): void {
+    this.cache.delete(path);
+  }
+
+  // Drops path and everything below it, after a directory moved or vanished.
+  invalidateTree(path: string): void {
+    this.cache.delete(path);
+    const prefix = path === '/' ? '/' : path + '/';
+    for (const key of this.cache.keys()) {
+      if (key.startsWith(prefix)) this.cache.delete(key);
+    }
+  }
+
+  // A fresh name in WORKDIR/work for staging a copy-up or a whiteout.
+  tempPath(): string {
+    if (this.workPath === undefined) throw new Error('overlay has no workdir');
+    this.tempCounter++;
+    return `${this.workPath}/#${process.pid.toString(16)}.${this.tempCounter.toString(16)}`;
+  }
+
+  upperPathOf(path: string): string {
+    if (this.upper === undefined) throw new Error('overlay has no upper layer');
+    return realPathIn(this.upper, path);
+  }
+}
+
+export function realPathIn(layer: Layer, path: string): string {
+  return path === '/' ? layer.root || '/' : layer.root + path;
+}
+
+export function parentOf(path: string): string {
+  const slash = path.lastIndexOf('/');
+  return slash <= 0 ? '/' : path.slice(0, slash);
+}
+
+export function nameOf(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+export function childOf(dir: string, name: string): string {
+  return dir === '/' ? '/' + name : dir + '/' + name;
+}
