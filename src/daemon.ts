@@ -22,17 +22,31 @@ export interface MountRequest {
 }
 
 // libfuse options for every mount. use_ino: our inode numbers reach stat.
-// hard_remove: an unlinked open file is not renamed to .fuse_hidden*.
+// Without hard_remove libfuse parks an unlinked open file under a
+// .fuse_hidden name, which keeps fstat working; union/hidden.ts serves it.
 // atomic_o_trunc: O_TRUNC arrives with open, so copy-up can skip the data.
 // kernel_cache and the timeouts are safe because every change to the
 // layers goes through the mount.
 const BASE_FUSE_OPTIONS = [
-  'use_ino', 'hard_remove', 'big_writes', 'max_write=131072', 'atomic_o_trunc',
+  'use_ino', 'big_writes', 'max_write=131072', 'atomic_o_trunc',
   'kernel_cache', 'entry_timeout=1', 'attr_timeout=1', 'negative_timeout=1',
 ];
 
+// The mount's source: the layers in the kernel's option syntax, so that
+// findmnt and /proc/mounts show them.
+export function sourceFor(params: MountParams): string {
+  if (params.fsname !== undefined) return params.fsname;
+  const escape = (p: string) => p.replace(/([\\:,])/g, '\\$1');
+  let source = `tsoverlay:lowerdir=${params.lowerdirs.map(escape).join(':')}`;
+  if (params.upperdir !== undefined) source += `,upperdir=${escape(params.upperdir)}`;
+  if (params.workdir !== undefined) source += `,workdir=${escape(params.workdir)}`;
+  return source;
+}
+
 export function fuseOptionsFor(params: MountParams): string[] {
-  const options = [...BASE_FUSE_OPTIONS, 'subtype=tsoverlay', `fsname=${params.fsname.replace(/,/g, '\\,')}`];
+  // libfuse splits -o at commas unless a backslash escapes them.
+  const fsname = sourceFor(params).replace(/([\\,])/g, '\\$1');
+  const options = [...BASE_FUSE_OPTIONS, 'subtype=tsoverlay', `fsname=${fsname}`];
   if (process.getuid?.() === 0) options.push('allow_other', 'default_permissions');
   if (params.readOnly) options.push('ro');
   for (const option of params.fuseOptions) {

@@ -13,7 +13,9 @@ export interface MountParams {
   volatile: boolean;
   // Overlay xattrs under user.overlay. instead of trusted.overlay.
   userxattr: boolean;
-  fsname: string;
+  // Source shown in /proc/mounts; by default it names the layers, because a
+  // FUSE mount cannot show them among its mount options.
+  fsname?: string;
   // Options passed to libfuse as they are (allow_other, dev, suid, ...).
   fuseOptions: string[];
 }
@@ -78,7 +80,6 @@ export function parseMountOptions(optionStrings: string[]): MountParams {
     whiteoutMarkers: true,
     volatile: false,
     userxattr: false,
-    fsname: 'tsoverlay',
     fuseOptions: [],
   };
   let lowerSeen = false;

@@ -30,6 +30,7 @@ export function copyUp(ov: Overlay, path: string, options: CopyUpOptions = {}): 
 
   const node = lookupExisting(ov, path, 'copyup');
   if (ov.layers[node.layer].isUpper) return node;
+  if (ov.hidden.has(path)) return copyUpHidden(ov, path, node, options);
 
   if (path !== '/') copyUp(ov, parentOf(path));
   copyUpOne(ov, path, node, options);
@@ -64,6 +65,19 @@ function copyUpOne(ov: Overlay, path: string, node: Node, options: CopyUpOptions
     { op: 'copyup', path, lowerPath, upperPath, ms: Number(process.hrtime.bigint() - started) / 1e6 },
     'copied up',
   );
+}
+
+// A parked lower file (see hidden.ts) is copied into the workdir, where it
+// stays until its last close.
+function copyUpHidden(ov: Overlay, path: string, node: Node, options: CopyUpOptions): Node {
+  const st = newStatBuffer();
+  host.lstat(node.realPath, st);
+  const temp = ov.tempPath();
+  makeCopy(ov, node.realPath, temp, st, options);
+  const upper = { ...node, layer: ov.upper!.index, realPath: temp };
+  ov.hidden.set(path, upper);
+  ov.files.reopenAfterCopyUp(path, temp);
+  return upper;
 }
 
 function makeCopy(ov: Overlay, lowerPath: string, temp: string, st: BigInt64Array, options: CopyUpOptions) {

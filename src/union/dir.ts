@@ -9,6 +9,7 @@ import { copyUp } from './copy-up';
 import type { Node } from './layer';
 import { hasLower, isMerged, lookup, lookupExisting, lowerHasName } from './lookup';
 import { parentOf, type Overlay } from './overlay';
+import { hide, isHiddenName, unlinkHidden } from './hidden';
 import { readdirMerged } from './readdir';
 import {
   hasEntries, makeWhiteoutAt, onlyWhiteouts, removeTree, setOpaque, tryLstat, whiteoutOver,
@@ -127,6 +128,10 @@ export function link(ov: Overlay, fromPath: string, toPath: string): void {
 
 export function unlink(ov: Overlay, path: string): void {
   requireUpper(ov, 'unlink', path);
+  if (ov.hidden.has(path)) {
+    unlinkHidden(ov, path);
+    return;
+  }
   const node = lookupExisting(ov, path, 'unlink');
   removeEntry(ov, path, node, false);
   ov.files.forget(path);
@@ -169,6 +174,10 @@ function removeEntry(ov: Overlay, path: string, node: Node, isDirectory: boolean
 // rename(2) without flags; libfuse 2.9 never passes renameat2 flags.
 export function rename(ov: Overlay, fromPath: string, toPath: string): void {
   requireUpper(ov, 'rename', fromPath);
+  if (isHiddenName(toPath) && !ov.hidden.has(fromPath)) {
+    hide(ov, fromPath, toPath, (p) => copyUp(ov, p));
+    return;
+  }
   const source = lookupExisting(ov, fromPath, 'rename');
   const target = lookup(ov, toPath);
   const sourceIsDir = source.parts !== undefined;

@@ -3,7 +3,8 @@
 // a handle left reading a lower file is moved to the upper copy once the
 // file is copied up, so it sees the writes that follow.
 import { host } from '../host/native';
-import { newStatBuffer, ST_INO } from '../host/stat';
+import { newStatBuffer, ST_INO, ST_NLINK } from '../host/stat';
+import { hiddenNlink } from './hidden';
 import { errnoError } from '../errors';
 import { copyUp } from './copy-up';
 import { createFile } from './dir';
@@ -81,6 +82,7 @@ export class FileTable {
     const st = newStatBuffer();
     host.fstat(handle.fd, st);
     st[ST_INO] = handle.ino;
+    if (this.ov.hidden.has(handle.path)) st[ST_NLINK] = hiddenNlink(st[ST_NLINK]);
     return st;
   }
 
@@ -114,6 +116,17 @@ export class FileTable {
       handle.fd = fd;
       handle.inLower = false;
     }
+  }
+
+  // Handles follow their file to its new merged name (a .fuse_hidden one).
+  rename(fromPath: string, toPath: string): void {
+    for (const handle of this.handles.values()) {
+      if (handle.path === fromPath) handle.path = toPath;
+    }
+    const set = this.lowerHandles.get(fromPath);
+    if (set === undefined) return;
+    this.lowerHandles.delete(fromPath);
+    this.lowerHandles.set(toPath, set);
   }
 
   // The name no longer refers to the file these handles have open.

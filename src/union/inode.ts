@@ -4,6 +4,7 @@ import { host } from '../host/native';
 import { newStatBuffer, newStatvfsBuffer, ST_INO, ST_NLINK, STATVFS_NAMEMAX } from '../host/stat';
 import { errnoError } from '../errors';
 import { copyUp } from './copy-up';
+import { hiddenNlink } from './hidden';
 import { isMerged, lookupExisting } from './lookup';
 import type { Overlay } from './overlay';
 
@@ -16,6 +17,7 @@ export function getattr(ov: Overlay, path: string): BigInt64Array {
   host.lstat(node.realPath, st);
   st[ST_INO] = node.ino;
   if (isMerged(node)) st[ST_NLINK] = 1n;
+  else if (ov.hidden.has(path)) st[ST_NLINK] = hiddenNlink(st[ST_NLINK]);
   return st;
 }
 

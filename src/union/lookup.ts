@@ -18,6 +18,8 @@ export const ORIGIN_XATTR = 'trusted.tsoverlay.origin';
 const scratch = newStatBuffer();
 
 export function lookup(ov: Overlay, path: string): Node | null {
+  const hidden = ov.hidden.get(path);
+  if (hidden !== undefined) return hidden;
   const hit = ov.cached(path);
   if (hit !== undefined) return hit;
 

@@ -36,6 +36,8 @@ export class Overlay {
   // Set per request by the FUSE layer before it calls into the overlay.
   caller: Caller = { uid: 0, gid: 0, pid: 0 };
   files!: FileTable;
+  // Open files parked under libfuse's .fuse_hidden names (see hidden.ts).
+  readonly hidden = new Map<string, Node>();
 
   // Merged path to its resolution; null records a name found in no layer.
   private readonly cache = new Map<string, Node | null>();

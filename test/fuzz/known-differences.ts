@@ -1,0 +1,25 @@
+// Differences between tsoverlay and kernel overlayfs that are understood
+// and accepted. The runner skips a mismatch that an entry matches: a view
+// difference is dropped and the sequence goes on; a step difference ends
+// the sequence, because the two mounts no longer hold the same state.
+import type { Op } from './ops';
+
+// One difference as the runner found it: a step result, or one field of
+// one entry in a snapshot comparison.
+export interface MismatchCase {
+  where: 'step' | 'view' | 'upper' | 'workdir' | 'cross-kernel' | 'cross-ours';
+  op?: Op;
+  path?: string;
+  field?: string;
+  entryType?: string;
+  kernel: string;
+  ours: string;
+}
+
+export interface KnownDifference {
+  // One line: what differs and why it is accepted.
+  reason: string;
+  matches(c: MismatchCase): boolean;
+}
+
+export const knownDifferences: KnownDifference[] = [];
