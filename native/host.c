@@ -30,6 +30,15 @@
 
 #include <linux/fs.h>
 
+/* Linux 6.5 added FS_IOC_GETFSUUID; older uapi headers lack it. */
+#ifndef FS_IOC_GETFSUUID
+struct fsuuid2 {
+  __u8 len;
+  __u8 uuid[16];
+};
+#define FS_IOC_GETFSUUID _IOR(0x15, 0, struct fsuuid2)
+#endif
+
 #include <node_api.h>
 #include <uv.h>
 
@@ -1183,6 +1192,75 @@ static napi_value host_ficlone(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* ---- file handles (overlayfs origin records) ---- */
+
+/* name_to_handle_at without following a final symlink: returns
+ * { type, handle } where handle holds the filesystem's fid bytes. */
+static napi_value host_name_to_handle(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  path_arg path;
+  if (!arg_path(env, argv[0], "path", "name_to_handle_at", &path)) return NULL;
+  union {
+    struct file_handle fh;
+    char space[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+  } buf;
+  buf.fh.handle_bytes = MAX_HANDLE_SZ;
+  int mount_id;
+  if (name_to_handle_at(AT_FDCWD, path.bytes, &buf.fh, &mount_id, 0) != 0)
+    return PATH_ERROR(errno, "name_to_handle_at", path);
+  napi_value result, type, handle;
+  CHECK(napi_create_object(env, &result));
+  CHECK(napi_create_int32(env, buf.fh.handle_type, &type));
+  CHECK(napi_create_buffer_copy(env, buf.fh.handle_bytes, buf.fh.f_handle,
+                                NULL, &handle));
+  CHECK(napi_set_named_property(env, result, "type", type));
+  CHECK(napi_set_named_property(env, result, "handle", handle));
+  return result;
+}
+
+/* open_by_handle_at(mountFd, {type, handle}, flags): needs
+ * CAP_DAC_READ_SEARCH. */
+static napi_value host_open_by_handle(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  int mount_fd;
+  int64_t type, flags;
+  void *data;
+  size_t length;
+  if (!arg_fd(env, argv[0], "mountFd", &mount_fd)) return NULL;
+  if (!arg_integer(env, argv[1], "type", INT32_MIN, INT32_MAX, &type))
+    return NULL;
+  if (!arg_bytes(env, argv[2], "handle", &data, &length)) return NULL;
+  if (!arg_integer(env, argv[3], "flags", INT32_MIN, INT32_MAX, &flags))
+    return NULL;
+  if (length > MAX_HANDLE_SZ) return throw_sys_fd(env, EINVAL, "open_by_handle_at");
+  union {
+    struct file_handle fh;
+    char space[sizeof(struct file_handle) + MAX_HANDLE_SZ];
+  } buf;
+  buf.fh.handle_bytes = (unsigned int)length;
+  buf.fh.handle_type = (int)type;
+  memcpy(buf.fh.f_handle, data, length);
+  int fd = open_by_handle_at(mount_fd, &buf.fh, (int)flags | O_CLOEXEC);
+  if (fd < 0) return throw_sys_fd(env, errno, "open_by_handle_at");
+  return make_number(env, fd);
+}
+
+/* FS_IOC_GETFSUUID: the filesystem's UUID as a Buffer (empty when the
+ * filesystem reports none). */
+static napi_value host_fs_uuid(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int fd;
+  if (!arg_fd(env, argv[0], "fd", &fd)) return NULL;
+  struct fsuuid2 uuid;
+  memset(&uuid, 0, sizeof(uuid));
+  if (ioctl(fd, FS_IOC_GETFSUUID, &uuid) != 0)
+    return throw_sys_fd(env, errno, "ioctl_getfsuuid");
+  napi_value result;
+  size_t len = uuid.len > sizeof(uuid.uuid) ? sizeof(uuid.uuid) : uuid.len;
+  CHECK(napi_create_buffer_copy(env, len, uuid.uuid, NULL, &result));
+  return result;
+}
+
 static napi_value host_pread(napi_env env, napi_callback_info info) {
   ARGS(3);
   int fd;
@@ -1253,6 +1331,9 @@ static const function_entry functions[] = {
     {"statvfs", host_statvfs},
     {"readdir", host_readdir},
     {"tryLstat", host_try_lstat},
+    {"nameToHandle", host_name_to_handle},
+    {"openByHandle", host_open_by_handle},
+    {"fsUuid", host_fs_uuid},
     {"tryLgetxattr", host_try_lgetxattr},
     {"open", host_open},
     {"close", host_close},

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# End-to-end check that tsoverlay can serve a Debian root filesystem: the
-# same apt and dpkg work runs in a chroot on kernel overlayfs and on
-# tsoverlay, both over one debootstrapped lower, and the two upper layers
-# must come out alike (paths, types, modes, owners, whiteouts, opaque dirs
-# and xattrs). Prints the time of each step on both mounts.
+# End-to-end check that tsoverlay can serve a Debian root filesystem. The
+# same apt and dpkg commands run in a chroot on kernel overlayfs and on
+# tsoverlay, both over one debootstrapped lower layer. The two upper layers
+# must then match in paths, types, modes, owners, whiteouts, opaque dirs
+# and xattrs. Prints the time of each step on both mounts.
 #
 # Usage: sudo scripts/rootfs-test.sh    (after `npm ci`, which builds dist/)
 # Environment:
@@ -12,7 +12,7 @@
 #   DEBIAN_MIRROR  default http://deb.debian.org/debian
 #   ROOTFS_KEEP    if set to 1, keep the temp dir (logs, uppers) on failure
 #   ROOTFS_SELF_CHECK  if set to 1, use kernel overlayfs on both sides, to
-#                  check that the comparison sees no noise between two runs
+#                  check that two kernel runs give no differences
 set -euo pipefail
 export LC_ALL=C
 
@@ -26,7 +26,7 @@ CHROOT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 SIDES=(kernel ours)
 
 # Paths left out of the upper comparison, as extended regexes on the path
-# relative to the upper. Keep this list minimal and say why for each.
+# relative to the upper. Keep this list minimal and give the reason for each.
 EXCLUDE_RE=(
 )
 
@@ -53,7 +53,7 @@ if ! command -v debootstrap >/dev/null; then
   say "installing debootstrap"
   apt-get install -y debootstrap >/dev/null ||
     { apt-get update >/dev/null && apt-get install -y debootstrap >/dev/null; } ||
-    die "cannot install debootstrap"
+    die "installing debootstrap failed; install it with 'apt-get install debootstrap'"
 fi
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tsoverlay-rootfs.XXXXXX")
@@ -65,7 +65,7 @@ mounts_under() {
   findmnt -rn -o TARGET | awk -v d="$1" '$0 == d || index($0, d "/") == 1' | LC_ALL=C sort -r
 }
 
-# Unmounts everything at or below $1; lazily as a last resort, so an
+# Unmounts everything at or below $1. The last attempts are lazy, so an
 # interrupted run cannot leave a mount behind.
 unmount_under() {
   local dir=$1 target i
@@ -81,8 +81,8 @@ unmount_under() {
   [[ -z $(mounts_under "$dir") ]]
 }
 
-# Waits for a tsoverlay daemon to exit after its unmount; ends it (it is
-# ours: we started it for this mount) if it lingers.
+# Waits for a tsoverlay daemon to exit after its unmount. A daemon still
+# running after 10 s gets SIGTERM (this script started it).
 reap_daemon() {
   local merged=$1 pid=${DAEMON[$1]:-} i
   [[ -n $pid ]] || return 0
@@ -128,10 +128,10 @@ debootstrap_into() {
   if ! debootstrap --variant=minbase "$SUITE" "$dir" "$MIRROR" >"$log" 2>&1; then
     tail -n 20 "$log"
     [[ -f $dir/debootstrap/debootstrap.log ]] && tail -n 20 "$dir/debootstrap/debootstrap.log"
-    die "debootstrap failed"
+    die "debootstrap failed (log lines above); check that $MIRROR is reachable"
   fi
   # debootstrap unmounts what it mounted, but make sure before caching.
-  unmount_under "$dir" || die "cannot unmount what debootstrap left under $dir"
+  unmount_under "$dir" || die "unmounting what debootstrap left under $dir failed"
   say "debootstrap took $(elapsed "$start") s"
 }
 
@@ -206,7 +206,8 @@ unmount_side() {
   fi
 }
 
-# What apt and dpkg need inside the chroot; read-only where they allow it.
+# Bind-mounts what apt and dpkg need inside the chroot, read-only where
+# they allow it.
 bind_chroot() {
   local m=$1 d
   for d in proc sys dev; do
@@ -232,9 +233,10 @@ in_chroot() {
 
 # --- 3. the steps, each run on both mounts --------------------------------
 
-# Prints the status line of passwd -S as nobody. passwd is setuid root: with
-# setuid honoured it reads /etc/shadow and prints 7 fields ("nobody L DATE
-# 0 99999 7 -1"); without, it cannot and prints 2 ("nobody P").
+# Prints the status line of `passwd -S nobody` run as uid 65534. passwd is
+# setuid root, so when setuid works it can read /etc/shadow and prints 7
+# fields ("nobody L DATE 0 99999 7 -1"). Without setuid it prints 2
+# fields ("nobody P").
 setuid_probe() {
   env -i PATH="$CHROOT_PATH" LC_ALL=C \
     chroot --userspec=65534:65534 "$1" passwd -S nobody
@@ -247,17 +249,17 @@ step_install() {
 step_hello() { [[ $(in_chroot "$1" hello) == 'Hello, world!' ]]; }
 # dpkg --verify prints one line per file whose checksum or metadata differs.
 step_verify() {
-  local out
-  out=$(in_chroot "$1" dpkg --verify "${PACKAGES[@]}")
+  local out rc=0
+  out=$(in_chroot "$1" dpkg --verify "${PACKAGES[@]}") || rc=$?
   printf '%s' "${out:+$out$'\n'}"
-  [[ -z $out ]]
+  [[ $rc -eq 0 && -z $out ]]
 }
 step_verify_all() { in_chroot "$1" dpkg --verify; }
 step_setuid() {
-  local out
-  out=$(setuid_probe "$1")
+  local out rc=0
+  out=$(setuid_probe "$1") || rc=$?
   printf '%s\n' "$out"
-  [[ $(awk '{ print NF }' <<<"$out") == 7 ]]
+  [[ $rc -eq 0 && $(awk '{ print NF }' <<<"$out") == 7 ]]
 }
 
 STEPS=(update install hello verify verify_all setuid)
@@ -318,7 +320,7 @@ fi
 
 for side in "${SIDES[@]}"; do
   if ! unbind_chroot "$TMP/$side/merged"; then
-    FAILURES+=("cannot unmount the bind mounts in $side/merged")
+    FAILURES+=("unmounting the bind mounts in $side/merged failed")
     for t in etc/resolv.conf dev sys proc; do unmount_under "$TMP/$side/merged/$t" || true; done
   fi
   unmount_side "$side" "$TMP/$side" || FAILURES+=("unmount of the $side overlay failed")
@@ -388,6 +390,35 @@ describe_upper() {
   fi
 }
 
+# Counts the differing paths by kind, and each xattr by the side that has it
+# alone, so the cause of a long diff is clear from a few lines.
+summarize_differences() {
+  awk -F '\t' '
+    function xattr_names(field, names,    n, i, parts, tokens) {
+      delete names
+      n = split(field, tokens, " ")
+      for (i = 1; i <= n; i++) { split(tokens[i], parts, "="); names[parts[1]] = tokens[i] }
+    }
+    NR == FNR { kernel[$1] = $0; next }
+    { ours[$1] = $0 }
+    END {
+      split("path type mode owner links target xattrs", field_name, " ")
+      for (p in kernel) if (!(p in ours)) kinds["only on kernel"]++
+      for (p in ours) {
+        if (!(p in kernel)) { kinds["only on tsoverlay"]++; continue }
+        split(kernel[p], k, "\t"); split(ours[p], o, "\t")
+        for (i = 2; i <= 7; i++) if (k[i] != o[i]) kinds[field_name[i]]++
+        if (k[7] == o[7]) continue
+        xattr_names(k[7], kx); xattr_names(o[7], ox)
+        for (x in kx) if (!(x in ox)) xattrs[x " on kernel only"]++
+          else if (kx[x] != ox[x]) xattrs[x " with other values"]++
+        for (x in ox) if (!(x in kx)) xattrs[x " on tsoverlay only"]++
+      }
+      for (kind in kinds) printf "    %s: %d path(s)\n", kind, kinds[kind]
+      for (x in xattrs) printf "    xattr %s: %d path(s)\n", x, xattrs[x]
+    }' "$1" "$2" | sort
+}
+
 for side in "${SIDES[@]}"; do describe_upper "$TMP/$side/upper" "$TMP/$side.upper"; done
 K="$TMP/kernel.upper"
 O="$TMP/ours.upper"
@@ -399,6 +430,8 @@ if [[ $differences -ne 0 ]]; then
   diff -U0 "$K" "$O" | grep -v '^@@' | head -n 400 || true
   [[ $(diff -U0 "$K" "$O" | grep -vc '^@@') -le 400 ]] ||
     say "(diff cut at 400 lines; ROOTFS_KEEP=1 keeps $K and $O)"
+  say "differences by kind:"
+  summarize_differences "$K" "$O"
   FAILURES+=("the upper layers differ in $differences paths")
 fi
 say "optional overlay xattrs (not compared): kernel $(wc -l <"$K.optional"), tsoverlay $(wc -l <"$O.optional")"

@@ -1,7 +1,7 @@
 // Command line: turns argv into a mount or unmount request. Accepts the
 // forms mount helpers use too: `tsoverlay -o OPTS MERGED` (podman's
 // mount_program) and `tsoverlay SOURCE MERGED -o OPTS` (mount.fuse3).
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import yargs from 'yargs';
 import { serve, spawnBackground } from './daemon';
@@ -48,19 +48,30 @@ async function mount(args: MountArgs): Promise<number> {
   return -1; // serving; the daemon exits by itself
 }
 
+// Unmounts with fusermount3, falling back to umount(8). A busy mount (files
+// still open) is detached lazily, so the name is free at once and the daemon
+// exits when the last file closes.
 function umount(mountpoint: string): number {
-  for (const [cmd, cmdArgs] of [['fusermount3', ['-u', mountpoint]], ['umount', [mountpoint]]] as const) {
-    try {
-      execFileSync(cmd, [...cmdArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const attempts: [string, string[]][] = [
+    ['fusermount3', ['-u', mountpoint]],
+    ['umount', [mountpoint]],
+    ['fusermount3', ['-u', '-z', mountpoint]],
+    ['umount', ['-l', mountpoint]],
+  ];
+  let lastError = '';
+  for (const [cmd, args] of attempts) {
+    const result = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+    if (result.error !== undefined) continue; // not installed
+    if (result.status === 0) {
+      if (args.includes('-z') || args.includes('-l')) {
+        process.stderr.write(`tsoverlay: '${mountpoint}' was busy; detached it lazily\n`);
+      }
       return 0;
-    } catch (err) {
-      const e = err as { code?: string; stderr?: Buffer };
-      if (e.code === 'ENOENT') continue;
-      process.stderr.write(`tsoverlay: cannot unmount '${mountpoint}': ${e.stderr?.toString().trim() ?? String(err)}\n`);
-      return 1;
     }
+    lastError = result.stderr.trim();
+    if (!/busy/i.test(lastError)) break;
   }
-  process.stderr.write('tsoverlay: neither fusermount3 nor umount is installed; install the fuse3 package\n');
+  process.stderr.write(`tsoverlay: cannot unmount '${mountpoint}': ${lastError || 'install the fuse3 package for fusermount3'}\n`);
   return 1;
 }
 

@@ -2,6 +2,7 @@
 // layers, then prepare WORKDIR/work and probe what the upper filesystem
 // supports. Every check runs before anything is written, so a rejected mount
 // leaves all layers as they were.
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { host } from './host/native';
@@ -75,15 +76,43 @@ export function checkLayers(params: MountParams, mountpoint: string) {
   return { lowers, upper, work, merged };
 }
 
-// Opens a layer root. A layer at or below the mount point is reached through
-// its fd, because after mounting its path leads into the overlay itself.
+// Opens a layer root and returns the fd and the path prefix to reach the
+// layer by. A layer at or below the mount point is reached through its fd,
+// because after mounting its path leads into the overlay itself.
 function openLayer(realPath: string, merged: string, fds: number[]) {
-  const binary = toBinaryPath(realPath);
-  if (!isInside(realPath, merged)) return binary === '/' ? '' : binary;
-
   const fd = fs.openSync(realPath, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   fds.push(fd);
-  return `/proc/${process.pid}/fd/${fd}`;
+  if (isInside(realPath, merged)) return { fd, root: `/proc/${process.pid}/fd/${fd}` };
+
+  const binary = toBinaryPath(realPath);
+  return { fd, root: binary === '/' ? '' : binary };
+}
+
+// The UUID origin records carry; zeros where the filesystem reports none.
+function filesystemUuid(fd: number): Buffer {
+  const uuid = Buffer.alloc(16);
+  try {
+    host.fsUuid(fd).copy(uuid);
+  } catch {
+    // ENOTTY: no UUID to report; the kernel then uses the null UUID too.
+  }
+  return uuid;
+}
+
+// Like the kernel, gives a new, empty upper a random <prefix>uuid, which
+// identifies the overlay in its file handles.
+function initUpperUuid(upper: string, prefix: string, log: Logger): void {
+  const binary = toBinaryPath(upper);
+  if (fs.readdirSync(upper).length > 0) return;
+  try {
+    host.lgetxattr(binary, prefix + 'uuid');
+  } catch {
+    try {
+      host.lsetxattr(binary, prefix + 'uuid', randomBytes(16), 0);
+    } catch (err) {
+      log.warn({ err, upperPath: upper }, 'upper filesystem lacks trusted xattrs');
+    }
+  }
 }
 
 // Empties WORKDIR/work, which holds only half-made copies and whiteouts of
@@ -130,12 +159,15 @@ export function prepareSuper(params: MountParams, mountpoint: string, log: Logge
   const addLayer = (realPath: string, isUpper: boolean) => {
     const dev = fs.statSync(realPath, { bigint: true }).dev;
     if (!devs.includes(dev)) devs.push(dev);
+    const { fd, root } = openLayer(realPath, merged, layerFds);
     layers.push({
       index: layers.length,
-      root: openLayer(realPath, merged, layerFds),
+      root,
       displayPath: realPath,
       isUpper,
       fsIndex: devs.indexOf(dev),
+      rootFd: fd,
+      uuid: filesystemUuid(fd),
     });
   };
   // With ro the upper is the topmost read-only layer.
@@ -146,6 +178,7 @@ export function prepareSuper(params: MountParams, mountpoint: string, log: Logge
   let renameWhiteout = false;
   if (upper !== undefined && work !== undefined && !params.readOnly) {
     workPath = prepareWorkdir(work, log);
+    initUpperUuid(upper, params.userxattr ? 'user.overlay.' : 'trusted.overlay.', log);
     renameWhiteout = probeRenameWhiteout(workPath, log);
   }
 

@@ -35,6 +35,12 @@ export interface HostFunctions {
   /** lstat that returns 0 or a negative errno instead of throwing. */
   tryLstat(path: string, out: BigInt64Array): number;
   fstat(fd: number, out: BigInt64Array): void;
+  /** name_to_handle_at(AT_FDCWD, path, 0): the filesystem's handle of path. */
+  nameToHandle(path: string): { type: number; handle: Buffer };
+  /** open_by_handle_at; needs CAP_DAC_READ_SEARCH. O_CLOEXEC is added. */
+  openByHandle(mountFd: number, type: number, handle: ArrayBufferView, flags: number): number;
+  /** The UUID the filesystem under fd reports (FS_IOC_GETFSUUID). */
+  fsUuid(fd: number): Buffer;
   /** lgetxattr that returns a negative errno instead of throwing. */
   tryLgetxattr(path: string, name: string): Buffer | number;
   /** Fills out[0..10] in the order of the STATVFS_* indexes in ./stat. */

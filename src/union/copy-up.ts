@@ -8,8 +8,10 @@ import {
   ST_MTIME_SEC, ST_RDEV, ST_SIZE, ST_UID,
 } from '../host/stat';
 import { errnoError, isErrno } from '../errors';
-import type { Node } from './layer';
-import { lookupExisting, ORIGIN_XATTR } from './lookup';
+import type { Layer, Node } from './layer';
+import { tryGetxattr } from './whiteout';
+import { lookupExisting } from './lookup';
+import { encodeOrigin } from './origin';
 import { parentOf, type Overlay } from './overlay';
 import { copyXattrs } from './xattrs';
 
@@ -51,13 +53,14 @@ function copyUpOne(ov: Overlay, path: string, node: Node, options: CopyUpOptions
   const temp = ov.tempPath();
   try {
     makeCopy(ov, lowerPath, temp, st, options);
-    setOrigin(ov, temp, node.ino);
+    setOrigin(ov, temp, lowerPath, ov.layers[node.layer]);
     renameNoReplace(temp, upperPath);
   } catch (err) {
     discard(ov, temp);
     throw err;
   }
 
+  markImpure(ov, upperParent);
   // The rename changed the upper parent's times; the kernel restores them.
   restoreTimes(upperParent, parentSt);
   ov.files.reopenAfterCopyUp(path, upperPath);
@@ -180,14 +183,27 @@ function copyByReading(input: number, out: number, offset: number, length: numbe
   return read;
 }
 
-// The origin record is a cache for stable inode numbers; an upper without
-// trusted xattrs only loses that.
-function setOrigin(ov: Overlay, temp: string, ino: bigint): void {
+// The origin record keeps inode numbers stable across copy-up; an upper
+// without trusted xattrs only loses that.
+function setOrigin(ov: Overlay, temp: string, lowerPath: string, layer: Layer): void {
+  const record = encodeOrigin(lowerPath, layer);
+  if (record === undefined) return;
+  setOptionalXattr(ov, temp, ov.xattrPrefix + 'origin', record);
+}
+
+// As the kernel does, a directory that holds copied-up entries is marked
+// impure, which tells readers of the upper to look up their d_ino.
+function markImpure(ov: Overlay, upperDir: string): void {
+  if (tryGetxattr(upperDir, ov.xattrPrefix + 'impure') !== undefined) return;
+  setOptionalXattr(ov, upperDir, ov.xattrPrefix + 'impure', Buffer.from('y'));
+}
+
+function setOptionalXattr(ov: Overlay, path: string, name: string, value: Buffer): void {
   try {
-    host.lsetxattr(temp, ORIGIN_XATTR, Buffer.from(ino.toString()), 0);
+    host.lsetxattr(path, name, value, 0);
   } catch (err) {
     if (!isErrno(err, 'EOPNOTSUPP') && !isErrno(err, 'EPERM')) throw err;
-    ov.log.debug({ err, workPath: temp }, 'cannot record copy-up origin');
+    ov.log.debug({ err, path, xattr: name }, 'cannot set overlay xattr');
   }
 }
 

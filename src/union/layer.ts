@@ -6,6 +6,8 @@ export interface Layer {
   displayPath: string; // the path the user gave, resolved, for logs
   isUpper: boolean;
   fsIndex: number; // distinct filesystems numbered in layer order
+  rootFd: number; // open on the layer root, for open_by_handle_at
+  uuid: Buffer; // the filesystem's UUID, zeros when it reports none
 }
 
 // One real directory that takes part in a merged directory.

@@ -7,13 +7,12 @@ import { isDir, isWhiteoutStat, newStatBuffer, ST_INO, ST_MODE } from '../host/s
 import { errnoError } from '../errors';
 import type { DirPart, Layer, Node } from './layer';
 import { childOf, nameOf, parentOf, realPathIn, type Overlay } from './overlay';
+import { withFsIndex } from './inode-number';
+import { decodeOrigin } from './origin';
 import { isXattrWhiteout, opaqueState, tryGetxattr, tryLstat, WH_OPAQUE, WH_PREFIX } from './whiteout';
 
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
-
-// Our record of the lower inode a copied-up object came from.
-export const ORIGIN_XATTR = 'trusted.tsoverlay.origin';
 
 const scratch = newStatBuffer();
 
@@ -125,31 +124,15 @@ function isHiddenMarker(ov: Overlay, layer: Layer, name: string): boolean {
 // filesystem index in the top bits so numbers stay unique across filesystems.
 function inodeNumber(ov: Overlay, layer: Layer, realPath: string, st: BigInt64Array): bigint {
   if (layer.isUpper && ov.layers.length > 1) {
-    const origin = readOrigin(realPath);
+    const origin = readOrigin(ov, realPath);
     if (origin !== undefined) return origin;
   }
   return withFsIndex(BigInt.asUintN(64, st[ST_INO]), layer.fsIndex);
 }
 
-export function withFsIndex(ino: bigint, fsIndex: number): bigint {
-  if (fsIndex === 0) return ino;
-  // TODO: inode numbers that already use the top 6 bits can collide here.
-  return BigInt.asIntN(64, ino ^ (BigInt(fsIndex) << 58n));
-}
-
-// Reads our origin record, or else the kernel's trusted.overlay.origin file
-// handle where its layout carries the inode number (ext4 and tmpfs handles).
-function readOrigin(realPath: string): bigint | undefined {
-  const ours = tryGetxattr(realPath, ORIGIN_XATTR);
-  if (ours !== undefined) return BigInt(ours.toString('latin1'));
-
-  const fh = tryGetxattr(realPath, 'trusted.overlay.origin');
-  if (fh === undefined || fh.length < 21 + 4 || fh[1] !== 0xfb) return undefined;
-  const fidType = fh[4];
-  const fid = fh.subarray(21);
-  if ((fidType === 1 || fidType === 2) && fid.length >= 4) return BigInt(fid.readUInt32LE(0));
-  if ((fidType === 0x81 || fidType === 0x82) && fid.length >= 8) return fid.readBigUInt64LE(0);
-  return undefined;
+function readOrigin(ov: Overlay, realPath: string): bigint | undefined {
+  const record = tryGetxattr(realPath, ov.xattrPrefix + 'origin');
+  return record === undefined ? undefined : decodeOrigin(record, ov.layers);
 }
 
 // Returns whether a layer below the upper still has the name, so that

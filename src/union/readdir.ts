@@ -5,7 +5,8 @@
 import { host } from '../host/native';
 import { isWhiteoutStat, newStatBuffer } from '../host/stat';
 import type { Node } from './layer';
-import { lookup, withFsIndex } from './lookup';
+import { withFsIndex } from './inode-number';
+import { lookup } from './lookup';
 import { childOf, type Overlay } from './overlay';
 import { isXattrWhiteout, WH_OPAQUE, WH_PREFIX } from './whiteout';
 

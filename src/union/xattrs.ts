@@ -8,7 +8,8 @@ import { copyUp } from './copy-up';
 import { lookupExisting } from './lookup';
 import type { Overlay } from './overlay';
 
-const PRIVATE_PREFIXES = ['trusted.tsoverlay.'];
+// Names that are neither shown nor settable, whatever the prefix mode.
+const PRIVATE_PREFIXES: string[] = [];
 
 // Maps a name the user sees to the name stored in the layer, or undefined
 // for a name the overlay keeps to itself.

@@ -4,10 +4,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect, test } from 'vitest';
-import { outcome, type Pair, type Stack } from '../helpers/overlay';
+import { outcome, type Stack } from '../helpers/overlay';
 import {
-  layersState, mergedView, NOBODY, onBoth, pairTest, portableTree, run, statOf, sys, sysops,
-  unmountBoth, writeFiles,
+  expectSameEffect, NOBODY, onBoth, pairTest, run, statOf, sys, sysops,
+  writeFiles,
 } from '../helpers/conformance';
 
 const MiB = 1024 * 1024;
@@ -63,27 +63,13 @@ function build(s: Stack) {
 
 const m = (s: Stack, rel: string) => path.join(s.merged, rel);
 
-// Runs steps on both mounts and compares results, merged views and the
-// uppers after unmount; fresh lists paths whose mtimes the steps changed.
-function expectSame(pair: Pair, steps: (s: Stack) => unknown, fresh: string[] = []) {
-  const lowersBefore = onBoth(pair, layersState);
-  const r = onBoth(pair, (s) => [steps(s), mergedView(s.merged, fresh)]);
-  expect(r.ours).toEqual(r.kernel);
-  unmountBoth(pair);
-  const upper = onBoth(pair, (s) => portableTree(s.upper, fresh));
-  expect(upper.ours).toEqual(upper.kernel);
-  const lowersAfter = onBoth(pair, layersState);
-  expect(lowersAfter.kernel).toEqual(lowersBefore.kernel);
-  expect(lowersAfter.ours).toEqual(lowersBefore.ours);
-  return upper.kernel;
-}
 
 pairTest('append to lower file', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.appendFileSync(m(s, 'f'), ' world')), ['f']);
+  expectSameEffect(pair, (s) => outcome(() => fs.appendFileSync(m(s, 'f'), ' world')), ['f']);
 });
 
 pairTest('write in place', 2, build, (pair) => {
-  expectSame(pair, (s) => {
+  expectSameEffect(pair, (s) => {
     const fd = fs.openSync(m(s, 'f'), 'r+');
     fs.writeSync(fd, 'J', 0);
     fs.closeSync(fd);
@@ -91,31 +77,31 @@ pairTest('write in place', 2, build, (pair) => {
 });
 
 pairTest('chmod lower file', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.chmodSync(m(s, 'f'), 0o600)));
+  expectSameEffect(pair, (s) => outcome(() => fs.chmodSync(m(s, 'f'), 0o600)));
 });
 
 pairTest('chown lower file', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.chownSync(m(s, 'f'), 42, 43)));
+  expectSameEffect(pair, (s) => outcome(() => fs.chownSync(m(s, 'f'), 42, 43)));
 });
 
 pairTest('chown lower setuid file', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.chownSync(m(s, 'suid'), 42, 43)));
+  expectSameEffect(pair, (s) => outcome(() => fs.chownSync(m(s, 'suid'), 42, 43)));
 });
 
 pairTest('chgrp lower setgid file', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.chownSync(m(s, 'sgid'), 1000, 44)));
+  expectSameEffect(pair, (s) => outcome(() => fs.chownSync(m(s, 'sgid'), 1000, 44)));
 });
 
 pairTest('utimes lower file to the ns', 2, build, (pair) => {
-  expectSame(pair, (s) => sys('utime', m(s, 'f'), '1234567890123456789', '1234567891987654321'));
+  expectSameEffect(pair, (s) => sys('utime', m(s, 'f'), '1234567890123456789', '1234567891987654321'));
 });
 
 pairTest('touch -a lower file', 2, build, (pair) => {
-  expectSame(pair, (s) => run('touch', ['-a', '-d', '2010-01-02 03:04:05.123456789', m(s, 'f')]).status);
+  expectSameEffect(pair, (s) => run('touch', ['-a', '-d', '2010-01-02 03:04:05.123456789', m(s, 'f')]).status);
 });
 
 pairTest('touch -m lower file', 2, build, (pair) => {
-  expectSame(pair, (s) => run('touch', ['-m', '-d', '2011-01-02 03:04:05.987654321', m(s, 'f')]).status);
+  expectSameEffect(pair, (s) => run('touch', ['-m', '-d', '2011-01-02 03:04:05.987654321', m(s, 'f')]).status);
 });
 
 pairTest('stat after touch -m', 2, build, (pair) => {
@@ -128,79 +114,79 @@ pairTest('stat after touch -m', 2, build, (pair) => {
 });
 
 pairTest('truncate lower file shorter', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.truncateSync(m(s, 'f'), 2)), ['f']);
+  expectSameEffect(pair, (s) => outcome(() => fs.truncateSync(m(s, 'f'), 2)), ['f']);
 });
 
 pairTest('truncate lower file longer', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.truncateSync(m(s, 'f'), 100)), ['f']);
+  expectSameEffect(pair, (s) => outcome(() => fs.truncateSync(m(s, 'f'), 100)), ['f']);
 });
 
 pairTest('setxattr on lower file', 2, build, (pair) => {
-  expectSame(pair, (s) => [
+  expectSameEffect(pair, (s) => [
     sys('setxattr', m(s, 'f'), 'user.new', '6e6577'), sys('listxattr', m(s, 'f')),
   ]);
 });
 
 pairTest('setxattr on lower dir', 2, build, (pair) => {
-  expectSame(pair, (s) => [
+  expectSameEffect(pair, (s) => [
     sys('setxattr', m(s, 'dir'), 'user.new', '6e6577'), sys('listxattr', m(s, 'dir')),
     fs.readdirSync(m(s, 'dir')).sort(),
   ]);
 });
 
 pairTest('chmod lower dir', 2, build, (pair) => {
-  expectSame(pair, (s) => [outcome(() => fs.chmodSync(m(s, 'dir'), 0o700)), fs.readdirSync(m(s, 'dir'))]);
+  expectSameEffect(pair, (s) => [outcome(() => fs.chmodSync(m(s, 'dir'), 0o700)), fs.readdirSync(m(s, 'dir'))]);
 });
 
 pairTest('chown lower dir', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.chownSync(m(s, 'dir'), 7, 8)));
+  expectSameEffect(pair, (s) => outcome(() => fs.chownSync(m(s, 'dir'), 7, 8)));
 });
 
 pairTest('copy-up of deep file', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.appendFileSync(m(s, 'a/b/c/f'), '!')), ['a/b/c/f']);
+  expectSameEffect(pair, (s) => outcome(() => fs.appendFileSync(m(s, 'a/b/c/f'), '!')), ['a/b/c/f']);
 });
 
 pairTest('chmod keeps setuid', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.chmodSync(m(s, 'suid'), 0o4750)));
+  expectSameEffect(pair, (s) => outcome(() => fs.chmodSync(m(s, 'suid'), 0o4750)));
 });
 
 pairTest('setxattr keeps setuid', 2, build, (pair) => {
-  expectSame(pair, (s) => sys('setxattr', m(s, 'suid'), 'user.x', '78'));
+  expectSameEffect(pair, (s) => sys('setxattr', m(s, 'suid'), 'user.x', '78'));
 });
 
 pairTest('setxattr keeps setgid', 2, build, (pair) => {
-  expectSame(pair, (s) => sys('setxattr', m(s, 'sgid'), 'user.x', '78'));
+  expectSameEffect(pair, (s) => sys('setxattr', m(s, 'sgid'), 'user.x', '78'));
 });
 
 pairTest('root append keeps setuid', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.appendFileSync(m(s, 'suid'), '!')), ['suid']);
+  expectSameEffect(pair, (s) => outcome(() => fs.appendFileSync(m(s, 'suid'), '!')), ['suid']);
 });
 
 pairTest('user write drops setuid', 2, build, (pair) => {
-  expectSame(pair, (s) => sysops([
+  expectSameEffect(pair, (s) => sysops([
     ['open', m(s, 'nw'), ['O_WRONLY', 'O_APPEND']], ['write', 'fd', '!'], ['close', 'fd'],
   ], { uid: NOBODY, gid: NOBODY }), ['nw']);
 });
 
 pairTest('open for write without writing', 2, build, (pair) => {
-  expectSame(pair, (s) => fs.closeSync(fs.openSync(m(s, 'f'), 'r+')));
+  expectSameEffect(pair, (s) => fs.closeSync(fs.openSync(m(s, 'f'), 'r+')));
 });
 
 pairTest('open read-only does not copy up', 2, build, (pair) => {
-  const upper = expectSame(pair, (s) => fs.readFileSync(m(s, 'big')).length);
+  const { upper } = expectSameEffect(pair, (s) => fs.readFileSync(m(s, 'big')).length);
   expect(upper.length).toBe(1);
 });
 
 pairTest('write to read-only lower file', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.appendFileSync(m(s, 'ro'), '!')), ['ro']);
+  expectSameEffect(pair, (s) => outcome(() => fs.appendFileSync(m(s, 'ro'), '!')), ['ro']);
 });
 
 pairTest('chmod mode-0 lower file', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.chmodSync(m(s, 'zero'), 0o600)));
+  expectSameEffect(pair, (s) => outcome(() => fs.chmodSync(m(s, 'zero'), 0o600)));
 });
 
 pairTest('O_TRUNC of big lower file', 2, build, (pair) => {
-  expectSame(pair, (s) => {
+  expectSameEffect(pair, (s) => {
     fs.writeFileSync(m(s, 'big'), 'x');
     return statOf(m(s, 'big')).size;
   }, ['big']);
@@ -218,52 +204,51 @@ pairTest('O_TRUNC copies no data', 2, build, (pair) => {
 });
 
 pairTest('sparse copy-up keeps holes', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.chmodSync(m(s, 'sparse'), 0o600)));
+  expectSameEffect(pair, (s) => outcome(() => fs.chmodSync(m(s, 'sparse'), 0o600)));
   const blocks = onBoth(pair, (s) => Number(statOf(path.join(s.upper, 'sparse')).blocks));
-  // A fully allocated 64 MiB file has 131072 blocks of 512 bytes.
-  expect(blocks.kernel).toBeLessThan(1024);
-  expect(blocks.ours).toBeLessThan(1024);
+  // A fully allocated 64 MiB file has 131072 blocks of 512 bytes; the
+  // kernel copies in 1 MiB chunks, so allocates about 2048.
+  expect(blocks.kernel).toBeLessThan(131072 / 8);
+  expect(blocks.ours).toBeLessThan(131072 / 8);
 });
 
 pairTest('hard link broken by copy-up', 2, build, (pair) => {
-  expectSame(pair, (s) => {
+  expectSameEffect(pair, (s) => {
     fs.appendFileSync(m(s, 'hl1'), '!');
     return [fs.readFileSync(m(s, 'hl2'), 'utf8'), statOf(m(s, 'hl1')).nlink, statOf(m(s, 'hl2')).nlink];
   }, ['hl1']);
 });
 
 pairTest('lchown lower symlink', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.lchownSync(m(s, 'sym'), 9, 10)));
+  expectSameEffect(pair, (s) => outcome(() => fs.lchownSync(m(s, 'sym'), 9, 10)));
 });
 
 pairTest('chmod lower fifo', 2, build, (pair) => {
-  expectSame(pair, (s) => outcome(() => fs.chmodSync(m(s, 'fifo'), 0o600)));
+  expectSameEffect(pair, (s) => outcome(() => fs.chmodSync(m(s, 'fifo'), 0o600)));
 });
 
 pairTest('open lower fifo for write', 2, build, (pair) => {
   // O_NONBLOCK with no reader fails with ENXIO, and must not copy up.
-  expectSame(pair, (s) => sysops([['open', m(s, 'fifo'), ['O_WRONLY', 'O_NONBLOCK']]])[0].r);
+  expectSameEffect(pair, (s) => sysops([['open', m(s, 'fifo'), ['O_WRONLY', 'O_NONBLOCK']]])[0].r);
 });
 
-test.skipIf(!hasSetcap)('setxattr keeps security.capability', () => undefined);
+// setcap comes from libcap2-bin; without it the capability tests are skipped.
+const capTest: typeof pairTest = hasSetcap ? pairTest : (name) => test.skip(name, () => undefined);
 
-pairTest('setxattr keeps capability', 2, build, (pair) => {
-  if (!hasSetcap) return;
-  expectSame(pair, (s) => [
+capTest('setxattr keeps capability', 2, build, (pair) => {
+  expectSameEffect(pair, (s) => [
     sys('setxattr', m(s, 'cap'), 'user.x', '78'), run('getcap', [m(s, 'cap')]).stdout.trim().split(' ')[1],
   ]);
 });
 
-pairTest('chmod keeps capability', 2, build, (pair) => {
-  if (!hasSetcap) return;
-  expectSame(pair, (s) => [
+capTest('chmod keeps capability', 2, build, (pair) => {
+  expectSameEffect(pair, (s) => [
     outcome(() => fs.chmodSync(m(s, 'cap'), 0o700)), run('getcap', [m(s, 'cap')]).stdout.trim().split(' ')[1],
   ]);
 });
 
-pairTest('append drops capability', 2, build, (pair) => {
-  if (!hasSetcap) return;
-  expectSame(pair, (s) => [
+capTest('append drops capability', 2, build, (pair) => {
+  expectSameEffect(pair, (s) => [
     outcome(() => fs.appendFileSync(m(s, 'cap'), '!')), run('getcap', [m(s, 'cap')]).stdout.trim(),
   ], ['cap']);
 });
@@ -277,7 +262,7 @@ pairTest('xattrs of copied-up file', 2, build, (pair) => {
 });
 
 pairTest('dir copy-up keeps lower entries', 2, build, (pair) => {
-  expectSame(pair, (s) => {
+  expectSameEffect(pair, (s) => {
     fs.writeFileSync(m(s, 'dir/new'), 'n');
     return fs.readdirSync(m(s, 'dir')).sort();
   }, ['dir', 'dir/new']);

@@ -211,7 +211,7 @@ test('user.overlay.opaque xattr listed', () => {
 });
 
 test('OCI whiteout names are ordinary', () => {
-  const r = onBoth(pair, (s) => [list(s, '.').filter((n) => n.includes('oci')), read(s, 'oci')]);
+  const r = onBoth(pair, (s) => [(list(s, '.') as string[]).filter((n) => n.includes('oci')), read(s, 'oci')]);
   expect(r.ours).toEqual(r.kernel);
 });
 

@@ -33,7 +33,12 @@ const FIELDS = ['type', 'mode', 'uid', 'gid', 'nlink', 'size', 'sha', 'blocks', 
 type Field = (typeof FIELDS)[number] | 'presence';
 
 function hashFile(file: Buffer): string {
-  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (err) {
+    return `error:${(err as NodeJS.ErrnoException).code}`;
+  }
   try {
     const hash = createHash('sha1');
     const buf = Buffer.alloc(1024 * 1024);
@@ -109,7 +114,11 @@ export function snapshotTree(root: string, options: SnapshotOptions = {}): Snaps
       if (options.layer) entry.blocks = String(st.blocks);
     } else if (type === 'symlink') {
       entry.size = String(st.size);
-      entry.target = encodeName(fs.readlinkSync(file, { encoding: 'buffer' }));
+      try {
+        entry.target = encodeName(fs.readlinkSync(file, { encoding: 'buffer' }));
+      } catch (err) {
+        entry.target = `error:${(err as NodeJS.ErrnoException).code}`;
+      }
     } else if (type === 'chr' || type === 'blk' || type === 'whiteout') {
       entry.rdev = String(st.rdev);
     }
@@ -118,7 +127,15 @@ export function snapshotTree(root: string, options: SnapshotOptions = {}): Snaps
 
   entries.push(describe('', fs.lstatSync(root, { bigint: true })));
   const walk = (rel: EncodedPath) => {
-    const names = fs.readdirSync(fullPath(root, rel), { encoding: 'buffer' }).sort(Buffer.compare);
+    let names: Buffer[];
+    try {
+      names = fs.readdirSync(fullPath(root, rel), { encoding: 'buffer' }).sort(Buffer.compare);
+    } catch (err) {
+      // A directory that cannot be listed is a difference worth reporting.
+      const dir = entries.find((e) => e.path === rel);
+      if (dir) dir.type = `dir(readdir-error:${(err as NodeJS.ErrnoException).code})`;
+      return;
+    }
     for (const name of names) {
       const child = joinPath(rel, encodeName(name));
       let st: fs.BigIntStats;

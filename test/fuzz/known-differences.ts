@@ -7,7 +7,7 @@ import type { Op } from './ops';
 // One difference as the runner found it: a step result, or one field of
 // one entry in a snapshot comparison.
 export interface MismatchCase {
-  where: 'step' | 'view' | 'upper' | 'workdir' | 'cross-kernel' | 'cross-ours';
+  where: 'mount' | 'step' | 'view' | 'upper' | 'workdir' | 'cross-mount' | 'cross-kernel' | 'cross-ours';
   op?: Op;
   path?: string;
   field?: string;

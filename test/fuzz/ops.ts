@@ -165,7 +165,7 @@ export function openFlags(flags: string): number {
   return flags.split(',').reduce((bits, f) => bits | FLAG_BITS[f], O.O_NONBLOCK);
 }
 
-export function typeName(st: fs.BigIntStats | fs.Dirent): string {
+export function typeName(st: fs.BigIntStats | fs.Dirent<string | Buffer>): string {
   if (st.isDirectory()) return 'dir';
   if (st.isFile()) return 'file';
   if (st.isSymbolicLink()) return 'symlink';

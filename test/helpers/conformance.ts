@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { test } from 'vitest';
+import { expect, test } from 'vitest';
 import {
   mountPair, snapshot, unmount, type Entry, type Pair, type Stack,
 } from './overlay';
@@ -38,8 +38,13 @@ export function pairTest(
   body: (pair: Pair) => void,
   options: { readOnly?: boolean; extra?: string[] } = {},
 ): void {
-  test(name, () => {
+  test(name, async () => {
+    // The steps are synchronous, so let the worker answer vitest's messages
+    // first; a file of such tests would otherwise starve its event loop.
+    await new Promise((resolve) => setImmediate(resolve));
     const pair = mountPair('conf', lowerCount, fixedBuild(build), options);
+    // mkdtemp made the root 0700; other users must reach the mounts.
+    fs.chmodSync(path.dirname(pair.kernel.root), 0o755);
     try {
       body(pair);
     } finally {
@@ -59,7 +64,8 @@ export function attempt<T>(fn: () => T): T | string {
   }
 }
 
-export function kindOf(st: fs.Stats | fs.BigIntStats): string {
+// The type of a stat result or a directory entry, as a word.
+export function kindOf(st: fs.Stats | fs.BigIntStats | fs.Dirent): string {
   if (st.isDirectory()) return 'dir';
   if (st.isFile()) return 'file';
   if (st.isSymbolicLink()) return 'symlink';
@@ -163,9 +169,10 @@ export function layersState(s: Stack): TreeEntry[][] {
   return s.lowers.map((l) => treeState(l));
 }
 
-// Private xattrs that are optional caches (the kernel's origin and impure
-// records, and tsoverlay's own origin record): left out of comparisons.
-const cacheXattr = /^trusted\.(overlay\.(origin|impure)|tsoverlay\.)/;
+// Private xattrs that are optional caches (the kernel's origin, impure and
+// random uuid records, and tsoverlay's own origin record): left out of
+// comparisons; tests that care about them look at them directly.
+const cacheXattr = /^trusted\.(overlay\.(origin|impure|uuid)|tsoverlay\.)/;
 
 const isUnder = (rel: string, paths: string[]) => paths.some((f) => rel === f || rel.startsWith(f + '/'));
 
@@ -244,4 +251,24 @@ export function fixTimes(file: string, atimeNs = '1000000000123456789', mtimeNs 
 
 export function statOf(file: string): fs.BigIntStats {
   return fs.lstatSync(file, { bigint: true });
+}
+
+// Runs steps on both mounts and asserts that their results and merged
+// views match, then that the uppers match after unmount and that no lower
+// changed. fresh lists paths whose mtimes the steps set (see portableTree).
+export function expectSameEffect(
+  pair: Pair,
+  steps: (s: Stack) => unknown,
+  fresh: string[] = [],
+): { result: unknown; upper: PortableEntry[] } {
+  const lowersBefore = onBoth(pair, layersState);
+  const r = onBoth(pair, (s) => [steps(s), mergedView(s.merged, fresh)]);
+  expect(r.ours).toEqual(r.kernel);
+  unmountBoth(pair);
+  const upper = onBoth(pair, (s) => portableTree(s.upper, fresh));
+  expect(upper.ours).toEqual(upper.kernel);
+  const lowersAfter = onBoth(pair, layersState);
+  expect(lowersAfter.kernel).toEqual(lowersBefore.kernel);
+  expect(lowersAfter.ours).toEqual(lowersBefore.ours);
+  return { result: r.kernel[0], upper: upper.kernel };
 }

@@ -125,6 +125,12 @@ def scandir(path):
     return sorted(out)
 
 
+def fd_of(name):
+    if name not in fds:
+        raise OSError(errno.EBADF, "no open file named " + name)
+    return fds[name]
+
+
 def open_flags(names):
     flags = 0
     for name in names:
@@ -166,17 +172,19 @@ def run(step):
         fds[args[3] if len(args) > 3 else "fd"] = fd
         return None
     if op == "write":
-        return os.write(fds[args[0]], args[1].encode())
+        return os.write(fd_of(args[0]), args[1].encode())
     if op == "pwrite":
-        return os.pwrite(fds[args[0]], args[1].encode(), args[2])
+        return os.pwrite(fd_of(args[0]), args[1].encode(), args[2])
     if op == "read":
-        return os.pread(fds[args[0]], args[1], args[2]).decode("latin-1")
+        return os.pread(fd_of(args[0]), args[1], args[2]).decode("latin-1")
     if op == "fstat":
-        return stat_dict(os.fstat(fds[args[0]]))
+        return stat_dict(os.fstat(fd_of(args[0])))
     if op == "ftruncate":
-        return os.ftruncate(fds[args[0]], args[1])
+        return os.ftruncate(fd_of(args[0]), args[1])
     if op == "close":
-        return os.close(fds.pop(args[0]))
+        fd = fd_of(args[0])
+        del fds[args[0]]
+        return os.close(fd)
     if op == "readfile":
         with open(to_path(args[0]), "rb") as f:
             return f.read().decode("latin-1")

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# Builds the test image (Dockerfile.test) with podman and runs the whole
+# test suite in it, as CI does after the tests on the host. No container
+# registry is needed: the base image is a debootstrapped Debian bookworm with
+# this host's Node 20, its headers and npm copied in. Every podman call uses
+# a private storage in a temp dir, removed at the end; only the debootstrap
+# root (as a tar) stays in the cache. Prints the time of each step and exits
+# with the container's exit code.
+#
+# Usage: sudo scripts/container-test.sh [COMMAND...]
+#   COMMAND runs in the container instead of its default, .ci/run (for
+#   example: bash -c 'npm ci && npx vitest run test/conformance').
+# Environment:
+#   CONTAINER_TEST_CACHE  where the debootstrap root is kept between runs
+#                         (default /var/cache/tsoverlay-test/container;
+#                         empty: no cache)
+#   DEBIAN_MIRROR         default http://deb.debian.org/debian
+#   CONTAINER_TEST_KEEP   if set to 1, keep the temp dir and the storage
+set -euo pipefail
+export LC_ALL=C
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SUITE=bookworm
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+CACHE_DIR=${CONTAINER_TEST_CACHE-/var/cache/tsoverlay-test/container}
+DEBIAN_IMAGE=localhost/tsoverlay-debian:$SUITE
+BASE_IMAGE=localhost/tsoverlay-base:latest
+TEST_IMAGE=localhost/tsoverlay-test:latest
+# podman's default limits are above what root may set on some hosts, and
+# crun fails on some cgroup v1 setups where runc works.
+ULIMITS=(--ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
+RUNTIME=runc
+
+say() { printf 'container-test: %s\n' "$*"; }
+die() { printf 'container-test: error: %s\n' "$*" >&2; exit 1; }
+
+START=$EPOCHREALTIME
+TIMINGS=()
+# elapsed START: seconds since START (an EPOCHREALTIME), to a tenth.
+elapsed() {
+  local us=$((${EPOCHREALTIME/./} - ${1/./}))
+  printf '%d.%d' $((us / 1000000)) $((us % 1000000 / 100000))
+}
+# step NAME CMD...: runs CMD, records and prints how long it took.
+step() {
+  local name=$1 t=$EPOCHREALTIME rc=0
+  shift
+  say "$name"
+  "$@" || rc=$?
+  TIMINGS+=("$(printf '%-28s %6s s' "$name" "$(elapsed "$t")")")
+  say "$name: $(elapsed "$t") s"
+  return $rc
+}
+
+if [[ $(id -u) -ne 0 ]]; then
+  die "must run as root: podman runs the privileged test container rootful (try: sudo $0)"
+fi
+
+install_packages() {
+  say "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null; } ||
+    die "cannot install $*"
+}
+missing=()
+command -v podman >/dev/null || missing+=(podman)
+command -v "$RUNTIME" >/dev/null || missing+=("$RUNTIME")
+[[ ${#missing[@]} -eq 0 ]] || install_packages "${missing[@]}"
+
+# The host's Node goes into the base image: the binary, the headers that
+# node-gyp compiles against (nothing can download them in the image) and npm.
+NODE=$(command -v node) || die "node is not installed; Node.js 20 or later is required"
+NODE=$(readlink -f "$NODE")
+"$NODE" -e 'process.exit(+process.versions.node.split(".")[0] < 20 ? 1 : 0)' ||
+  die "Node.js 20 or later is required (found $("$NODE" --version))"
+NODE_PREFIX=$(dirname "$(dirname "$NODE")")
+NODE_HEADERS=$NODE_PREFIX/include/node
+[[ -f $NODE_HEADERS/node_api.h ]] || die "Node's headers are not in $NODE_HEADERS"
+NPM=$(command -v npm) || die "npm is not installed"
+NPM_DIR=$(dirname "$(dirname "$(readlink -f "$NPM")")")
+[[ -f $NPM_DIR/bin/npm-cli.js && -f $NPM_DIR/package.json ]] ||
+  die "cannot find npm's package directory (found $NPM_DIR)"
+say "node $("$NODE" --version) from $NODE, npm $(npm --version) from $NPM_DIR"
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tsoverlay-container.XXXXXX")
+STORAGE=$TMP/storage
+PODMAN=(podman --root "$STORAGE/root" --runroot "$STORAGE/run" --tmpdir "$STORAGE/tmp"
+  --network-config-dir "$STORAGE/networks" --storage-driver overlay
+  --cgroup-manager cgroupfs --events-backend file --runtime "$RUNTIME")
+# Image copies stage their files in TMPDIR (/var/tmp by default).
+mkdir -p "$STORAGE/tmp" "$STORAGE/networks"
+export TMPDIR=$STORAGE/tmp
+PARTIAL=""     # a cache file being written, removed if we stop early
+
+unmount_under() {
+  local dir=$1 target
+  # Deepest first, so that nested mounts come off before their parents.
+  findmnt -rn -o TARGET | awk -v d="$dir" 'index($0, d "/") == 1 || $0 == d' | sort -r |
+    while read -r target; do umount "$target" 2>/dev/null || umount -l "$target"; done
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [[ -z $PARTIAL ]] || rm -f "$PARTIAL"
+  if [[ ${CONTAINER_TEST_KEEP:-0} == 1 ]]; then
+    say "kept $TMP (podman flags: ${PODMAN[*]:1})"
+  else
+    "${PODMAN[@]}" system reset --force >/dev/null 2>&1 || true
+    unmount_under "$TMP"
+    rm -rf "$TMP"
+  fi
+  if [[ ${#TIMINGS[@]} -gt 0 ]]; then
+    say "timings:"
+    printf '  %s\n' "${TIMINGS[@]}"
+    printf '  %-28s %6s s\n' total "$(elapsed "$START")"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# debootstrap_tar OUT: writes a tar of a fresh minbase root to OUT.
+debootstrap_tar() {
+  local out=$1 root=$TMP/rootfs
+  command -v debootstrap >/dev/null || install_packages debootstrap
+  if ! debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >"$TMP/debootstrap.log" 2>&1; then
+    tail -n 20 "$TMP/debootstrap.log" >&2
+    return 1
+  fi
+  # debootstrap unmounts what it mounted, but make sure before packing.
+  unmount_under "$root"
+  tar -C "$root" --numeric-owner --xattrs -cf "$out" .
+  rm -rf "$root"
+}
+
+ROOTFS_TAR=$TMP/rootfs.tar
+if [[ -n $CACHE_DIR ]] && mkdir -p "$CACHE_DIR" 2>/dev/null && [[ -w $CACHE_DIR ]]; then
+  cached=$CACHE_DIR/$SUITE-minbase.tar
+  if [[ -s $cached ]]; then
+    say "reusing $cached"
+  else
+    PARTIAL=$cached.new.$$
+    step "debootstrap $SUITE" debootstrap_tar "$PARTIAL"
+    mv -f "$PARTIAL" "$cached"
+    PARTIAL=""
+  fi
+  ROOTFS_TAR=$cached
+else
+  [[ -z $CACHE_DIR ]] || say "cannot write $CACHE_DIR; building without a cache"
+  step "debootstrap $SUITE" debootstrap_tar "$ROOTFS_TAR"
+fi
+
+step "import debian image" "${PODMAN[@]}" import --quiet "$ROOTFS_TAR" "$DEBIAN_IMAGE" >/dev/null
+
+# The base image lays Node out as the official node images do, under
+# /usr/local, with a global npmrc that points node-gyp at the headers.
+make_base_context() {
+  local ctx=$TMP/base local=$TMP/base/usr-local
+  mkdir -p "$local/bin" "$local/include" "$local/lib/node_modules" "$local/etc"
+  # Hard links when on the same filesystem: the build only reads them.
+  cp -al "$NODE" "$local/bin/node" 2>/dev/null || cp -a "$NODE" "$local/bin/node"
+  cp -al "$NODE_HEADERS" "$local/include/node" 2>/dev/null || cp -a "$NODE_HEADERS" "$local/include/node"
+  cp -al "$NPM_DIR" "$local/lib/node_modules/npm" 2>/dev/null || cp -a "$NPM_DIR" "$local/lib/node_modules/npm"
+  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$local/bin/npm"
+  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$local/bin/npx"
+  {
+    echo "nodedir=/usr/local"
+    echo "registry=$(npm config get registry)"
+    printf '%s\n' fund=false audit=false update-notifier=false
+  } >"$local/etc/npmrc"
+  {
+    echo "FROM $DEBIAN_IMAGE"
+    echo "COPY usr-local/ /usr/local/"
+    # A host behind a TLS proxy trusts an extra CA; npm in the image must
+    # trust it too to reach the registry.
+    if [[ -n ${NODE_EXTRA_CA_CERTS:-} && -r $NODE_EXTRA_CA_CERTS ]]; then
+      cp "$NODE_EXTRA_CA_CERTS" "$ctx/extra-ca.crt"
+      echo "COPY extra-ca.crt /usr/local/share/tsoverlay-test/extra-ca.crt"
+      echo "ENV NODE_EXTRA_CA_CERTS=/usr/local/share/tsoverlay-test/extra-ca.crt"
+    fi
+    echo 'CMD ["bash"]'
+  } >"$ctx/Containerfile"
+}
+make_base_context
+step "build base image" "${PODMAN[@]}" build --quiet --pull=never --network host "${ULIMITS[@]}" \
+  -f "$TMP/base/Containerfile" -t "$BASE_IMAGE" "$TMP/base" >/dev/null
+
+step "build test image" "${PODMAN[@]}" build --pull=never --network host "${ULIMITS[@]}" \
+  --build-arg "BASE=$BASE_IMAGE" -f "$REPO/Dockerfile.test" -t "$TEST_IMAGE" "$REPO"
+
+rc=0
+step "run tests in container" "${PODMAN[@]}" run --rm --privileged --network host "${ULIMITS[@]}" \
+  "$TEST_IMAGE" "$@" || rc=$?
+say "the container exited with $rc"
+exit $rc

@@ -1,0 +1,717 @@
+#!/usr/bin/env bash
+# Checks that tsoverlay mounts like any other filesystem through the
+# standard tools: `mount -t fuse.tsoverlay` (util-linux mount runs
+# /sbin/mount.fuse3, which runs `tsoverlay SOURCE MERGED -o OPTS`), an fstab
+# line, findmnt and /proc/mounts, umount, busy and crashed mounts, signals and
+# bad options. Step 11 rehearses the boot layout of docs/boot.md in a chroot.
+# Each check prints PASS or FAIL; the last line is the summary, and the exit
+# status is 1 when any check failed.
+#
+# Usage: sudo scripts/mount-integration-test.sh   (after `npm ci` built dist/)
+# Environment:
+#   MIT_STEPS   space-separated step numbers to run (default: all, 1-11)
+#   MIT_KEEP    if 1, keep the temp dir (logs, layers) at the end
+#
+# The script re-runs itself in a private mount namespace. mount(8) starts
+# helpers with PATH removed from the environment, so the /bin/sh that
+# mount.fuse3 runs finds `tsoverlay` only in the shell's default PATH, which
+# starts with /usr/local/sbin. Inside the namespace, and only there, a temp
+# dir holding a logging `tsoverlay` wrapper is bind-mounted over
+# /usr/local/sbin; the host's /usr/local/sbin and /etc/fstab stay untouched.
+set -euo pipefail
+export LC_ALL=C
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+CLI=$REPO/dist/cli.js
+SELF=$REPO/scripts/$(basename "${BASH_SOURCE[0]}")
+WAIT_EXIT=5    # seconds a daemon may take to exit after its mount is gone
+WAIT_MOUNT=15  # seconds a mount may take to appear
+
+die() { printf 'mount-integration: error: %s\n' "$*" >&2; exit 2; }
+
+if [[ ${MIT_NAMESPACE:-} != 1 ]]; then
+  [[ $(id -u) -eq 0 ]] || die "must run as root: it mounts filesystems (try: sudo $0)"
+  for tool in node mount umount findmnt unshare pgrep timeout md5sum chroot ldd stat; do
+    command -v "$tool" >/dev/null || die "'$tool' is not installed"
+  done
+  [[ -x /sbin/mount.fuse3 ]] || die "/sbin/mount.fuse3 is missing; install the fuse3 package"
+  [[ -c /dev/fuse ]] || die "/dev/fuse is missing; load the fuse module (modprobe fuse)"
+  [[ -f $CLI ]] || die "$CLI is missing; run 'npm ci' (or 'npx tsc -p .') in $REPO first"
+  exec unshare --mount --propagation private -- env MIT_NAMESPACE=1 bash "$SELF" "$@"
+fi
+
+NODE=$(command -v node)
+T=$(mktemp -d /tmp/tsoverlay-mit.XXXXXX)
+RESULTS=$T/results   # one PASS/FAIL line per check, written by the step subshells
+PIDS=$T/pids         # processes this script started, for the cleanup
+MOUNTS=$T/mounts     # mount points this script mounted on, for the cleanup
+DAEMON_LOG=$T/daemon.log
+ARGV_LOG=$T/argv.log
+: >"$RESULTS"
+: >"$PIDS"
+: >"$MOUNTS"
+
+is_mounted() { awk -v m="$1" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo; }
+mount_count() { awk -v m="$1" '$5 == m { n++ } END { print n + 0 }' /proc/self/mountinfo; }
+# A zombie (an exited child not yet waited for) counts as gone.
+alive() {
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st##*) }
+  [[ ${st%% *} != Z ]]
+}
+
+cleanup() {
+  local rc=$? pid m left
+  set +e
+  trap - EXIT INT TERM
+  for pid in $(tac "$PIDS"); do alive "$pid" && kill -TERM "$pid"; done
+  for _ in $(seq 30); do
+    left=0
+    for pid in $(cat "$PIDS"); do alive "$pid" && left=1; done
+    [[ $left == 0 ]] && break
+    sleep 0.1
+  done
+  for m in $(tac "$MOUNTS"); do
+    for _ in 1 2 3; do
+      is_mounted "$m" || break
+      umount "$m" 2>/dev/null || umount -l "$m"
+    done
+  done
+  for pid in $(cat "$PIDS"); do alive "$pid" && kill -KILL "$pid"; done
+  is_mounted /usr/local/sbin && umount -l /usr/local/sbin
+  if grep -q " ${T}[/ ]" /proc/self/mountinfo; then
+    printf 'mount-integration: mounts are left under %s; not removing it\n' "$T" >&2
+  elif [[ ${MIT_KEEP:-} == 1 ]]; then
+    printf 'mount-integration: kept %s\n' "$T" >&2
+  else
+    rm -rf "$T"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+pass() { printf 'PASS %s\n' "$1" | tee -a "$RESULTS"; }
+fail() {
+  printf 'FAIL %s\n' "$1" | tee -a "$RESULTS"
+  local line
+  for line in "${@:2}"; do printf '       %s\n' "$line"; done
+}
+info() { printf '     %s\n' "$*"; }
+# check NAME CONDITION [DETAIL...]: evaluates the shell condition, prints
+# PASS or FAIL (with the details), and never stops the step.
+check() {
+  if eval "$2"; then pass "$1"; else fail "$1" "${@:3}"; fi
+}
+
+# Runs a command without stopping the step; leaves RC, OUT and ERR.
+run() {
+  set +e
+  OUT=$("$@" 2>"$T/stderr")
+  RC=$?
+  set -e
+  ERR=$(<"$T/stderr")
+}
+
+track_pid() { echo "$1" >>"$PIDS"; }
+track_mount() { echo "$1" >>"$MOUNTS"; }
+
+# The pid of the newest daemon serving mount point $1 (its argv holds
+# `cli.js mount MERGED -o ...`).
+daemon_pid() { pgrep -n -f -- "cli\\.js mount $1 -o" || true; }
+
+# After a mount of $1: records it and sets DPID to its daemon's pid.
+register() {
+  track_mount "$1"
+  DPID=$(daemon_pid "$1")
+  [[ -z $DPID ]] || track_pid "$DPID"
+}
+
+wait_mounted() {
+  local i
+  for i in $(seq $((WAIT_MOUNT * 10))); do
+    is_mounted "$1" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+wait_exit() {
+  local i
+  for i in $(seq $((WAIT_EXIT * 10))); do
+    alive "$1" || return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# The daemon log holds pino JSON lines; a clean stop logs "unmounted" and
+# nothing at error (50) or fatal (60) level.
+logged_clean_stop() {
+  grep -qE "\"pid\":$1,.*\"msg\":\"unmounted\"" "$DAEMON_LOG" &&
+    ! grep -qE "\"level\":(50|60),\"time\":[0-9]+,\"pid\":$1," "$DAEMON_LOG"
+}
+
+# Unmounts $1 with umount(8), unlazily or lazily, and waits for daemon $2.
+unmount_and_wait() {
+  if is_mounted "$1"; then umount "$1" 2>/dev/null || umount -l "$1"; fi
+  [[ -z ${2:-} ]] || wait_exit "$2" || true
+}
+
+# A fresh layer stack in $T/$1: two lowers, an empty upper and workdir.
+# Sets S (the stack dir), M (its mount point) and OPTS (the -o string).
+new_stack() {
+  S=$T/$1
+  mkdir -p "$S"/{lower1/dir,lower2/dir,upper,work,merged}
+  echo "a from lower1" >"$S/lower1/a"
+  echo "a from lower2" >"$S/lower2/a"
+  echo "b from lower2" >"$S/lower2/b"
+  echo "x from lower1" >"$S/lower1/dir/x"
+  echo "y from lower2" >"$S/lower2/dir/y"
+  M=$S/merged
+  OPTS="lowerdir=$S/lower1:$S/lower2,upperdir=$S/upper,workdir=$S/work"
+}
+
+# mount -t fuse.tsoverlay tsoverlay MERGED -o OPTS, as an admin types it.
+mount_fuse() {
+  run mount -t fuse.tsoverlay tsoverlay "$1" -o "$2"
+  if is_mounted "$1"; then register "$1"; else DPID=""; fi
+}
+
+# A listing of a tree: path, type, permissions, link target and content
+# digest, sorted. Times and inode numbers are left out.
+snapshot() {
+  (
+    cd "$1"
+    find . -mindepth 1 | sort | while IFS= read -r p; do
+      if [[ -L $p ]]; then
+        printf '%s link %s\n' "$p" "$(readlink "$p")"
+      elif [[ -d $p ]]; then
+        printf '%s dir %s\n' "$p" "$(stat -c %a "$p")"
+      elif [[ -f $p ]]; then
+        printf '%s file %s %s\n' "$p" "$(stat -c %a "$p")" "$(md5sum <"$p" | cut -c1-32)"
+      else
+        printf '%s %s\n' "$p" "$(stat -c '%F %a' "$p")"
+      fi
+    done
+  )
+}
+
+is_whiteout() { [[ $(stat -c '%F %t:%T' "$1" 2>/dev/null) == 'character special file 0:0' ]]; }
+
+# The wrapper mount.fuse3 runs: it logs its argv and the PATH it was given,
+# then runs the checkout's CLI with a log file, so the daemon's stop shows.
+setup_wrapper() {
+  mkdir -p "$T/bin"
+  cat >"$T/bin/tsoverlay" <<EOF
+#!/bin/bash
+# Test wrapper: records how it was called, then runs the daemon.
+caller_path=\$(tr '\\0' '\\n' </proc/\$\$/environ | sed -n 's/^PATH=//p')
+{ printf 'caller PATH=%s argv:' "\${caller_path:-(none)}"; printf ' %q' "\$0" "\$@"; printf '\\n'; } >>'$ARGV_LOG'
+printf '%s\\0' "\$@" >'$T/last-argv'
+exec '$NODE' '$CLI' "\$@" --log-file '$DAEMON_LOG'
+EOF
+  chmod 755 "$T/bin/tsoverlay"
+  # Keep whatever /usr/local/sbin holds reachable next to the wrapper.
+  local f
+  for f in /usr/local/sbin/*; do
+    [[ -e $f && $(basename "$f") != tsoverlay ]] && ln -s "$f" "$T/bin/"
+  done
+  mount --bind "$T/bin" /usr/local/sbin
+  export PATH=$T/bin:$PATH
+}
+
+# ---------------------------------------------------------------------------
+
+step1() {
+  echo "== step 1: mount -t fuse.tsoverlay through mount.fuse3"
+  new_stack s1
+  mount_fuse "$M" "$OPTS"
+  check "1.1 mount -t fuse.tsoverlay exits 0" [[ $RC == 0 ]] || info "exit $RC: $ERR"
+  info "mount.fuse3 ran: $(tail -n1 "$ARGV_LOG" 2>/dev/null)"
+  local -a args=()
+  [[ -f $T/last-argv ]] && mapfile -d '' args <"$T/last-argv"
+  check "1.2 helper gets SOURCE MERGED -o OPTS" \
+    [[ ${args[0]:-} == tsoverlay && ${args[1]:-} == "$M" && ${args[2]:-} == -o && ${args[3]:-} == *"$OPTS"* ]]
+  check "1.3 lower files visible" \
+    [[ $(cat "$M/a" 2>&1) == "a from lower1" && $(cat "$M/b" 2>&1) == "b from lower2" &&
+      $(ls "$M/dir" 2>&1 | tr '\n' ' ') == "x y " ]]
+  echo "new through mount" >"$M/new" || true
+  check "1.4 new file lands in upper" [[ $(cat "$S/upper/new" 2>&1) == "new through mount" ]]
+  echo "appended" >>"$M/b" || true
+  check "1.5 write copies lower file up" \
+    [[ $(cat "$S/upper/b" 2>&1) == $'b from lower2\nappended' && $(cat "$S/lower2/b") == "b from lower2" ]]
+  rm -f "$M/a" || true
+  check "1.6 delete leaves whiteout in upper" is_whiteout "$S/upper/a"
+  unmount_and_wait "$M" "$DPID"
+
+  # The legacy form names the program by absolute path in the source, so
+  # it needs no PATH lookup at all.
+  new_stack s1b
+  run mount -t fuse "$T/bin/tsoverlay#tsoverlay" "$M" -o "$OPTS"
+  if is_mounted "$M"; then register "$M"; else DPID=""; fi
+  check "1.7 mount -t fuse PROGRAM#SOURCE works" \
+    [[ $RC == 0 && $(findmnt -n -o FSTYPE "$M") == fuse.tsoverlay && $(cat "$M/a" 2>&1) == "a from lower1" ]] ||
+    info "exit $RC: $ERR"
+  unmount_and_wait "$M" "$DPID"
+}
+
+step2() {
+  echo "== step 2: fstab line of type fuse.tsoverlay"
+  new_stack s2
+  local fstab=$T/fstab
+  # nofail and x-systemd.* are for mount(8) and systemd; the program must
+  # not see them.
+  printf 'tsoverlay %s fuse.tsoverlay %s,nofail,x-systemd.requires-mounts-for=%s 0 0\n' \
+    "$M" "$OPTS" "$S/lower1" >"$fstab"
+  run mount -T "$fstab" "$M"
+  if is_mounted "$M"; then register "$M"; fi
+  check "2.1 mount -T FSTAB MERGED works" [[ $RC == 0 && $(cat "$M/a" 2>&1) == "a from lower1" ]] ||
+    info "exit $RC: $ERR"
+  check "2.2 fstab-only options not passed on" eval '! tail -n1 "$ARGV_LOG" | grep -qE "nofail|x-systemd"'
+  unmount_and_wait "$M" "$DPID"
+
+  run mount -a -T "$fstab"
+  if is_mounted "$M"; then register "$M"; fi
+  check "2.3 mount -a -T FSTAB works" [[ $RC == 0 && $(cat "$M/b" 2>&1) == "b from lower2" ]] ||
+    info "exit $RC: $ERR"
+  # Kernel overlayfs: a second `mount -a` says "already mounted" and exits 0.
+  run mount -a -T "$fstab"
+  local count
+  count=$(mount_count "$M")
+  check "2.4 second mount -a is a no-op" [[ $RC == 0 && $count == 1 ]] ||
+    info "exit $RC, $count mounts on MERGED: $ERR"
+  while is_mounted "$M"; do umount "$M" || umount -l "$M"; done
+  wait_exit "$DPID" || true
+}
+
+step3() {
+  echo "== step 3: findmnt and /proc/mounts show type and layers"
+  new_stack s3
+  mount_fuse "$M" "$OPTS"
+  local fstype source line
+  fstype=$(findmnt -n -o FSTYPE "$M" 2>&1 || true)
+  source=$(findmnt -n -o SOURCE "$M" 2>&1 || true)
+  info "findmnt SOURCE: $source"
+  check "3.1 findmnt type is fuse.tsoverlay" [[ $fstype == fuse.tsoverlay ]]
+  check "3.2 findmnt source names lowerdir" [[ $source == *"lowerdir=$S/lower1:$S/lower2"* ]]
+  check "3.3 findmnt source names upperdir" [[ $source == *"upperdir=$S/upper"* ]]
+  check "3.4 findmnt source names workdir" [[ $source == *"workdir=$S/work"* ]]
+  line=$(awk -v m="$M" '$2 == m' /proc/mounts)
+  check "3.5 /proc/mounts has type and layers" \
+    [[ $(awk '{ print $3 }' <<<"$line") == fuse.tsoverlay && $line == *"lowerdir=$S/lower1:$S/lower2"* &&
+      $line == *"upperdir=$S/upper"* && $line == *"workdir=$S/work"* ]]
+  unmount_and_wait "$M" "$DPID"
+}
+
+step4() {
+  echo "== step 4: umount stops the daemon"
+  new_stack s4
+  mount_fuse "$M" "$OPTS"
+  local pid=$DPID
+  run umount "$M"
+  check "4.1 umount MERGED exits 0" [[ $RC == 0 ]] || info "exit $RC: $ERR"
+  check "4.2 MERGED no longer mounted" eval '! is_mounted "$M"'
+  check "4.3 daemon exits within ${WAIT_EXIT}s" wait_exit "$pid"
+  check "4.4 daemon log shows clean stop" logged_clean_stop "$pid"
+
+  mount_fuse "$M" "$OPTS"
+  pid=$DPID
+  run "$NODE" "$CLI" umount "$M"
+  check "4.5 tsoverlay umount exits 0" [[ $RC == 0 && -z $ERR ]] || info "exit $RC: $ERR"
+  check "4.6 MERGED no longer mounted" eval '! is_mounted "$M"'
+  check "4.7 daemon exits, log clean" eval 'wait_exit "$pid" && logged_clean_stop "$pid"'
+  info "a daemon started by mount(8) is not our child: its exit status shows only in step 7"
+}
+
+# Starts a process with its cwd in $1/dir and $1/b open on fd 3; sets HOLDER.
+start_holder() {
+  (cd "$1/dir" && exec sleep 300) 3<"$1/b" &
+  HOLDER=$!
+  track_pid "$HOLDER"
+  sleep 0.3
+}
+
+stop_holder() {
+  kill "$HOLDER" 2>/dev/null || true
+  wait "$HOLDER" 2>/dev/null || true
+}
+
+step5() {
+  echo "== step 5: unmounting while files are open"
+  new_stack s5
+  mount_fuse "$M" "$OPTS"
+  local pid=$DPID
+  start_holder "$M"
+
+  run umount "$M"
+  check "5.1 plain umount fails as busy" [[ $RC != 0 && $ERR == *busy* ]] || info "exit $RC: $ERR"
+  check "5.2 mount stays after failed umount" is_mounted "$M"
+
+  run "$NODE" "$CLI" umount "$M"
+  info "tsoverlay umount while busy: exit $RC, stderr: ${ERR:-(none)}"
+  if [[ $RC != 0 ]]; then
+    check "5.3 tsoverlay umount says busy" [[ $ERR == *busy* ]]
+    check "5.4 mount kept after refusal" is_mounted "$M"
+    umount -l "$M" || true
+  else
+    check "5.3 tsoverlay umount says busy" [[ $ERR == *busy* || $ERR == *lazil* ]]
+    check "5.4 MERGED detached from the tree" eval '! is_mounted "$M"'
+  fi
+  check "5.5 open file still readable" [[ $(cat "/proc/$HOLDER/fd/3" 2>&1) == "b from lower2" ]]
+  check "5.6 open cwd still listable" [[ $(ls "/proc/$HOLDER/cwd/" 2>&1 | tr '\n' ' ') == "x y " ]]
+  check "5.7 daemon serves until last close" alive "$pid"
+  stop_holder
+  check "5.8 daemon exits after last close" eval 'wait_exit "$pid" && logged_clean_stop "$pid"'
+
+  mount_fuse "$M" "$OPTS"
+  pid=$DPID
+  start_holder "$M"
+  run umount -l "$M"
+  check "5.9 umount -l detaches busy mount" eval '[[ $RC == 0 ]] && ! is_mounted "$M"'
+  check "5.10 open file readable after -l" [[ $(cat "/proc/$HOLDER/fd/3" 2>&1) == "b from lower2" ]]
+  stop_holder
+  check "5.11 daemon exits after last close" eval 'wait_exit "$pid" && logged_clean_stop "$pid"'
+}
+
+# Writes a mix of changes through $1: new files, copy-ups, whiteouts.
+write_changes() {
+  mkdir "$1/newdir"
+  local i
+  for i in $(seq 20); do echo "file $i" >"$1/newdir/f$i"; done
+  echo "appended" >>"$1/b"
+  chmod 600 "$1/dir/x"
+  rm "$1/a" "$1/dir/y"
+  ln -s newdir/f1 "$1/link"
+  dd if=/dev/urandom of="$1/big" bs=1M count=4 status=none
+}
+
+# Checks that a dead mount errors at once with ENOTCONN instead of hanging.
+check_dead_mount() {
+  local n=$1
+  run timeout 5 ls "$M"
+  check "$n ls on dead mount fails at once" [[ $RC != 0 && $RC != 124 ]] || info "exit $RC"
+  check "$n.1 error is ENOTCONN" [[ $ERR == *"Transport endpoint is not connected"* ]] || info "$ERR"
+}
+
+step6() {
+  echo "== step 6: daemon killed with SIGKILL"
+  new_stack s6
+  mount_fuse "$M" "$OPTS"
+  local pid=$DPID before after
+  write_changes "$M" || true
+  sync
+  # Written after the sync: write(2) returned, so the data is in the upper.
+  echo "after sync" >"$M/unsynced" || true
+  before=$(snapshot "$M")
+  kill -KILL "$pid"
+  wait_exit "$pid" || true
+  check_dead_mount 6.1
+  check "6.2 findmnt still lists dead mount" is_mounted "$M"
+  run "$NODE" "$CLI" umount "$M"
+  check "6.3 tsoverlay umount clears it" eval '[[ $RC == 0 ]] && ! is_mounted "$M"' || info "exit $RC: $ERR"
+
+  mount_fuse "$M" "$OPTS"
+  pid=$DPID
+  check "6.4 remount of same upper works" [[ $RC == 0 ]] || info "exit $RC: $ERR"
+  after=$(snapshot "$M" 2>&1 || true)
+  check "6.5 remount shows all writes" [[ "$after" == "$before" ]] ||
+    info "diff: $(diff <(echo "$before") <(echo "$after") | head -20 | tr '\n' '|')"
+
+  echo "round 2" >"$M/round2" || true
+  rm -f "$M/newdir/f2" || true
+  before=$(snapshot "$M")
+  kill -KILL "$pid"
+  wait_exit "$pid" || true
+  check_dead_mount 6.6
+  run umount -l "$M"
+  check "6.7 umount -l clears it" eval '[[ $RC == 0 ]] && ! is_mounted "$M"' || info "exit $RC: $ERR"
+  mount_fuse "$M" "$OPTS"
+  pid=$DPID
+  after=$(snapshot "$M" 2>&1 || true)
+  check "6.8 second remount shows all writes" [[ $RC == 0 && "$after" == "$before" ]] ||
+    info "exit $RC; diff: $(diff <(echo "$before") <(echo "$after") | head -20 | tr '\n' '|')"
+  unmount_and_wait "$M" "$pid"
+
+  # The upper left by the killed daemons must read the same under the kernel.
+  run mount -t overlay overlay -o "$OPTS" "$M"
+  if is_mounted "$M"; then track_mount "$M"; fi
+  after=$(snapshot "$M" 2>&1 || true)
+  check "6.9 kernel overlay shows same view" [[ $RC == 0 && "$after" == "$before" ]] ||
+    info "exit $RC; diff: $(diff <(echo "$before") <(echo "$after") | head -20 | tr '\n' '|')"
+  unmount_and_wait "$M"
+}
+
+# Runs the daemon in the foreground as our child and stops it with signal $2.
+signal_foreground() {
+  local n=$1 sig=$2 log=$T/fg-$2.log rc
+  "$NODE" "$CLI" mount -f -o "$OPTS" "$M" 2>"$log" &
+  local pid=$!
+  track_pid "$pid"
+  track_mount "$M"
+  if ! wait_mounted "$M"; then
+    fail "$n foreground mount for SIG$sig" "$(head -c 500 "$log")"
+    return
+  fi
+  kill "-$sig" "$pid"
+  set +e
+  timeout_wait "$pid"
+  rc=$?
+  set -e
+  check "$n SIG$sig: foreground exits 0" [[ $rc == 0 ]] || info "exit $rc"
+  check "$n.1 SIG$sig: MERGED unmounted" eval '! is_mounted "$M"'
+  check "$n.2 SIG$sig: log shows clean stop" grep -q '"msg":"unmounted"' "$log"
+}
+
+# Waits for child $1 at most WAIT_EXIT seconds; returns its status, or 124.
+timeout_wait() {
+  wait_exit "$1" || return 124
+  wait "$1"
+}
+
+# Signals a daemon that mount(8) started.
+signal_background() {
+  local n=$1 sig=$2
+  mount_fuse "$M" "$OPTS"
+  local pid=$DPID
+  kill "-$sig" "$pid"
+  check "$n SIG$sig: daemon exits" wait_exit "$pid"
+  check "$n.1 SIG$sig: MERGED unmounted" eval '! is_mounted "$M"'
+  check "$n.2 SIG$sig: log shows clean stop" logged_clean_stop "$pid"
+}
+
+step7() {
+  echo "== step 7: SIGTERM and SIGINT unmount cleanly"
+  new_stack s7
+  signal_foreground 7.1 TERM
+  signal_foreground 7.2 INT
+  signal_background 7.3 TERM
+  signal_background 7.4 INT
+
+  # SIGTERM while a file is open: the name must not turn into a dead
+  # endpoint, and the daemon must exit 0 once the last file closes.
+  local log=$T/fg-busy.log rc
+  "$NODE" "$CLI" mount -f -o "$OPTS" "$M" 2>"$log" &
+  local pid=$!
+  track_pid "$pid"
+  if wait_mounted "$M"; then
+    start_holder "$M"
+    kill -TERM "$pid"
+    sleep 1
+    run timeout 5 stat "$M"
+    info "after SIGTERM while busy: mounted=$(is_mounted "$M" && echo yes || echo no)," \
+      "daemon alive=$(alive "$pid" && echo yes || echo no)"
+    check "7.5 SIGTERM while busy: no dead mount" [[ $RC == 0 ]] || info "$ERR"
+    stop_holder
+    set +e
+    timeout_wait "$pid"
+    rc=$?
+    set -e
+    check "7.6 SIGTERM while busy: exits 0" [[ $rc == 0 ]] || info "exit $rc"
+    check "7.7 SIGTERM while busy: unmounted" eval '! is_mounted "$M"'
+  else
+    fail "7.5 foreground mount for busy SIGTERM" "$(head -c 500 "$log")"
+  fi
+}
+
+step8() {
+  echo "== step 8: bad options through mount -t fuse.tsoverlay"
+  new_stack s8
+  local L=$S/lower1 U=$S/upper W=$S/work
+  local -a cases=(
+    "unknown option|lowerdir=$L,upperdir=$U,workdir=$W,bogus|bogus"
+    "missing lowerdir|upperdir=$U,workdir=$W|lowerdir"
+    "upperdir without workdir|lowerdir=$L,upperdir=$U|workdir"
+    "missing layer directory|lowerdir=$S/nonexistent,upperdir=$U,workdir=$W|$S/nonexistent"
+    "unsupported value|lowerdir=$L,upperdir=$U,workdir=$W,index=on|index=on"
+    "workdir inside upperdir|lowerdir=$L,upperdir=$U,workdir=$U|workdir"
+  )
+  local i=0 entry name opts word
+  for entry in "${cases[@]}"; do
+    i=$((i + 1))
+    IFS='|' read -r name opts word <<<"$entry"
+    mount_fuse "$M" "$opts"
+    info "$name: exit $RC: $ERR"
+    check "8.$i $name: non-zero exit" [[ $RC != 0 ]]
+    check "8.$i.1 $name: message names it" [[ $ERR == *"$word"* ]]
+    check "8.$i.2 $name: nothing left behind" eval '! is_mounted "$M" && [[ -z $(daemon_pid "$M") ]]'
+    unmount_and_wait "$M" "$DPID"
+  done
+}
+
+step9() {
+  echo "== step 9: mount point that is not empty"
+  new_stack s9
+  echo "under the mount" >"$M/hidden"
+  local K=$T/s9k
+  mkdir -p "$K"/{lower,upper,work,merged}
+  echo "a from lower" >"$K/lower/a"
+  echo "under the mount" >"$K/merged/hidden"
+  run mount -t overlay overlay -o "lowerdir=$K/lower,upperdir=$K/upper,workdir=$K/work" "$K/merged"
+  if is_mounted "$K/merged"; then track_mount "$K/merged"; fi
+  info "kernel overlayfs on a non-empty dir: exit $RC"
+  local kernel_rc=$RC
+  unmount_and_wait "$K/merged"
+
+  mount_fuse "$M" "$OPTS"
+  info "tsoverlay on a non-empty dir: exit $RC: $ERR"
+  check "9.1 mounts like kernel overlayfs" [[ $RC == "$kernel_rc" && $(cat "$M/a" 2>&1) == "a from lower1" ]]
+  check "9.2 any failure names its cause" [[ $RC == 0 || $ERR == *empty* ]]
+  unmount_and_wait "$M" "$DPID"
+}
+
+step10() {
+  echo "== step 10: layer mounts moved after mounting"
+  local side base o kernel_read="" kernel_write="" ours_read="" ours_write="" pid=""
+  for side in kernel ours; do
+    base=$T/s10-$side
+    mkdir -p "$base"/{layers,moved,merged}
+    mount -t tmpfs tmpfs "$base/layers"
+    track_mount "$base/layers"
+    mkdir -p "$base/layers"/{lower,upper,work}
+    echo "from lower" >"$base/layers/lower/f"
+    o="lowerdir=$base/layers/lower,upperdir=$base/layers/upper,workdir=$base/layers/work"
+    if [[ $side == kernel ]]; then
+      mount -t overlay overlay -o "$o" "$base/merged"
+      track_mount "$base/merged"
+    else
+      mount_fuse "$base/merged" "$o"
+      pid=$DPID
+    fi
+    # What an initramfs does with /run before switch_root.
+    mount --move "$base/layers" "$base/moved"
+    track_mount "$base/moved"
+    local read write
+    read=$(cat "$base/merged/f" 2>&1 || true)
+    write=$( (echo new >"$base/merged/new" && cat "$base/moved/upper/new") 2>&1 || true)
+    info "$side after the move: read '$read', write '$write'"
+    if [[ $side == kernel ]]; then kernel_read=$read kernel_write=$write; else ours_read=$read ours_write=$write; fi
+    unmount_and_wait "$base/merged" "$pid"
+    umount "$base/moved"
+  done
+  check "10.1 lower still read after move" [[ $ours_read == "$kernel_read" ]]
+  check "10.2 writes still land after move" [[ $ours_write == "$kernel_write" ]]
+}
+
+# Copies bash and the libraries it needs into $1: a root a chroot can run.
+mini_root() {
+  local lib
+  mkdir -p "$1"/{proc,etc}
+  cp --parents "$(readlink -f /bin/bash)" "$1"
+  ln -s "$(readlink -f /bin/bash)" "$1/bash"
+  for lib in $(ldd /bin/bash | grep -o '/[^ ]*'); do
+    cp --parents -L "$lib" "$1"
+  done
+}
+
+step11() {
+  echo "== step 11: boot rehearsal (docs/boot.md)"
+  local B=$T/s11
+  local R=$B/initrd
+  mkdir -p "$B"/{initrd,lowerroot,upperfs}
+  mini_root "$B/lowerroot"
+  echo "lower root" >"$B/lowerroot/etc/marker"
+  mount -t tmpfs tmpfs "$B/upperfs"
+  track_mount "$B/upperfs"
+  mkdir -p "$B/upperfs"/{upper,work}
+
+  # The initrd's root: the system's /usr read-only, the program, and the
+  # layers under /.tsoverlay, a path the new root cannot reach.
+  mount -t tmpfs tmpfs "$R"
+  track_mount "$R"
+  mkdir -p "$R"/{usr,etc,dev,proc,newroot,.tsoverlay/lower,.tsoverlay/upperfs} "$R$REPO"
+  ln -s usr/bin "$R/bin"
+  ln -s usr/lib "$R/lib"
+  [[ -e /lib64 ]] && ln -s usr/lib64 "$R/lib64"
+  ln -s usr/sbin "$R/sbin"
+  local src dst
+  for src in /usr /etc /dev "$REPO" "$B/lowerroot" "$B/upperfs"; do
+    case $src in
+      "$B/lowerroot") dst=$R/.tsoverlay/lower ;;
+      "$B/upperfs") dst=$R/.tsoverlay/upperfs ;;
+      *) dst=$R$src ;;
+    esac
+    mount --bind "$src" "$dst"
+    track_mount "$dst"
+  done
+  mount -t proc proc "$R/proc"
+  track_mount "$R/proc"
+
+  # Started from the initrd as a root storage daemon: argv[0] begins with @.
+  local o="lowerdir=/.tsoverlay/lower,upperdir=/.tsoverlay/upperfs/upper"
+  o+=",workdir=/.tsoverlay/upperfs/work,dev,suid"
+  chroot "$R" /bin/bash -c "exec -a @tsoverlay node $CLI mount -f -o $o \
+    --log-file /.tsoverlay/upperfs/daemon.log /newroot" 2>"$B/daemon.err" &
+  local pid=$!
+  track_pid "$pid"
+  track_mount "$R/newroot"
+  if ! wait_mounted "$R/newroot"; then
+    fail "11.1 daemon mounts the new root" "$(head -c 500 "$B/daemon.err")"
+    return
+  fi
+  pass "11.1 daemon mounts the new root"
+  check "11.2 daemon argv[0] starts with @" [[ $(head -c1 "/proc/$pid/cmdline") == @ ]]
+
+  # switch_root without pivot_root: the new root goes over the initrd's.
+  (cd "$R/newroot" && mount --move . "$R")
+  track_mount "$R"
+  # The new system, in a PID namespace of its own, sees neither the daemon
+  # nor the layers.
+  run unshare --pid --fork --mount-proc --root="$R" /bash -c '
+    read -r marker </etc/marker && echo "marker=$marker"
+    [[ -e /.tsoverlay ]] && echo "layers=visible" || echo "layers=hidden"
+    n=0; at=0
+    for d in /proc/[0-9]*; do
+      n=$((n + 1))
+      IFS= read -r -d "" arg0 <"$d/cmdline" || true
+      [[ $arg0 == @* ]] && at=$((at + 1))
+    done
+    echo "procs=$n at=$at"
+    echo booted >/booted && echo "write=ok"'
+  info "new root says: $(tr '\n' ' ' <<<"$OUT") $ERR"
+  check "11.3 new root shows lower root" [[ $OUT == *"marker=lower root"* ]]
+  check "11.4 new root cannot see layers" [[ $OUT == *"layers=hidden"* ]]
+  check "11.5 new root cannot see daemon" [[ $OUT == *"at=0"* ]]
+  check "11.6 new root writes reach upper" [[ $(cat "$B/upperfs/upper/booted" 2>&1) == booted ]]
+  check "11.7 daemon alive after the switch" alive "$pid"
+
+  # Shutdown: once the new root is unmounted the daemon exits by itself.
+  local rc
+  umount "$R" || umount -l "$R"
+  set +e
+  timeout_wait "$pid"
+  rc=$?
+  set -e
+  check "11.8 daemon exits 0 at unmount" [[ $rc == 0 ]] || info "exit $rc"
+}
+
+# ---------------------------------------------------------------------------
+
+setup_wrapper
+steps=${MIT_STEPS:-1 2 3 4 5 6 7 8 9 10 11}
+for n in $steps; do
+  declare -F "step$n" >/dev/null || die "no step $n"
+  # Each step runs in a subshell with errexit, so an unexpected failure ends
+  # only that step; it is counted as a failed check.
+  set +e
+  (
+    set -eE
+    trap 'printf "       stopped at line %s: %s\n" "$LINENO" "$BASH_COMMAND"' ERR
+    "step$n"
+  )
+  rc=$?
+  set -e
+  if [[ $rc != 0 ]]; then fail "$n step ended early (status $rc)"; fi
+done
+
+passed=$(grep -c '^PASS' "$RESULTS" || true)
+failed=$(grep -c '^FAIL' "$RESULTS" || true)
+echo
+if [[ $failed != 0 ]]; then
+  echo "failed checks:"
+  grep '^FAIL' "$RESULTS" | sed 's/^/  /'
+fi
+echo "mount-integration: $passed passed, $failed failed"
+[[ $failed == 0 ]]
