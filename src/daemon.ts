@@ -25,11 +25,13 @@ export interface MountRequest {
 // Without hard_remove libfuse parks an unlinked open file under a
 // .fuse_hidden name, which keeps fstat working; union/hidden.ts serves it.
 // atomic_o_trunc: O_TRUNC arrives with open, so copy-up can skip the data.
-// kernel_cache and the timeouts are safe because every change to the
-// layers goes through the mount.
+// kernel_cache and the long timeouts are safe because every change to the
+// layers goes through the mount; where a change through one name of a hard
+// link leaves the kernel's cache of another name stale, the overlay drops
+// that cache (Overlay.sharedChanged).
 const BASE_FUSE_OPTIONS = [
-  'use_ino', 'big_writes', 'max_write=131072', 'atomic_o_trunc',
-  'kernel_cache', 'entry_timeout=1', 'attr_timeout=1', 'negative_timeout=1',
+  'use_ino', 'big_writes', 'max_write=131072', 'atomic_o_trunc', 'kernel_cache',
+  'entry_timeout=86400', 'attr_timeout=86400', 'negative_timeout=86400',
 ];
 
 // The mount's source: the layers in the kernel's option syntax, so that
@@ -101,6 +103,7 @@ export function serve(request: MountRequest): void {
   const caller: { context: Uint32Array } = { context: new Uint32Array(4) };
   const fuse = new Fuse(mountpoint, makeOperations(ov, log, caller), { timeout: false, options: fuseOptions });
   caller.context = fuse.contextArray;
+  ov.invalidateIno = (ino) => fuse.invalidateIno(ino);
 
   let stopping = false;
   fuse.onexit = () => {

@@ -53,6 +53,7 @@ declare module 'fuse-native' {
     mnt: string;
     contextArray: Uint32Array;
     onexit: (() => void) | null;
+    invalidateIno(ino: bigint): void;
     mount(cb: (err: Error | null) => void): void;
     unmount(cb: (err: Error | null) => void): void;
     static unmount(mnt: string, cb: (err: Error | null) => void): void;

@@ -3,13 +3,14 @@
 // over a whiteout is staged in the workdir and renamed into place, and a
 // directory made there is opaque.
 import { host } from '../host/native';
-import { isDir, isWhiteoutStat, newStatBuffer, ST_DEV, ST_GID, ST_INO, ST_MODE } from '../host/stat';
+import { isDir, isWhiteoutStat, newStatBuffer, ST_DEV, ST_GID, ST_INO, ST_MODE, ST_NLINK } from '../host/stat';
 import { errnoError } from '../errors';
 import { copyUp } from './copy-up';
 import type { Node } from './layer';
 import { hasLower, isMerged, lookup, lookupExisting, lowerHasName } from './lookup';
 import { parentOf, type Overlay } from './overlay';
 import { hide, isHiddenName, unlinkHidden } from './hidden';
+import { noteChange } from './inode';
 import { readdirMerged } from './readdir';
 import {
   hasEntries, makeWhiteoutAt, onlyWhiteouts, removeTree, setOpaque, tryLstat, whiteoutOver,
@@ -124,6 +125,7 @@ export function link(ov: Overlay, fromPath: string, toPath: string): void {
   const source = copyUp(ov, fromPath);
   createObject(ov, toPath, 'link', false, (p) => host.link(source.realPath, p), () => undefined);
   ov.invalidate(fromPath);
+  noteChange(ov, source);
 }
 
 export function unlink(ov: Overlay, path: string): void {
@@ -133,8 +135,11 @@ export function unlink(ov: Overlay, path: string): void {
     return;
   }
   const node = lookupExisting(ov, path, 'unlink');
+  const st = newStatBuffer();
+  host.lstat(node.realPath, st);
   removeEntry(ov, path, node, false);
   ov.files.forget(path);
+  if (ov.layers[node.layer].isUpper) ov.sharedChanged(node.ino, st[ST_NLINK]);
 }
 
 export function rmdir(ov: Overlay, path: string): void {
@@ -192,6 +197,9 @@ export function rename(ov: Overlay, fromPath: string, toPath: string): void {
     throw errnoError('ENOTDIR', 'rename', toPath);
   }
 
+  const targetSt = newStatBuffer();
+  const replacedShared = target !== null && target.parts === undefined && ov.layers[target.layer].isUpper &&
+    host.tryLstat(target.realPath, targetSt) === 0 && targetSt[ST_NLINK] > 1n;
   const sourceWhiteout = !ov.layers[source.layer].isUpper || lowerHasName(ov, fromPath);
   const upperSource = copyUp(ov, fromPath).realPath;
   const targetParent = copyUp(ov, parentOf(toPath));
@@ -220,6 +228,7 @@ export function rename(ov: Overlay, fromPath: string, toPath: string): void {
   ov.invalidateTree(fromPath);
   ov.invalidateTree(toPath);
   ov.files.forget(toPath);
+  if (replacedShared) ov.invalidateIno(target!.ino);
 }
 
 // rename(2) does nothing when both names are links to one inode.

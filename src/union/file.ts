@@ -20,6 +20,8 @@ interface Handle {
   flags: number;
   ino: bigint;
   inLower: boolean;
+  // The file had other names when opened: writes must reach their caches.
+  shared: boolean;
 }
 
 export class FileTable {
@@ -43,13 +45,16 @@ export class FileTable {
 
     const realFlags = (flags & ~(host.O_CREAT | host.O_EXCL)) | host.O_CLOEXEC;
     const fd = host.open(node.realPath, realFlags, 0);
-    return this.add({ fd, path, flags: realFlags, ino: node.ino, inLower: !ov.layers[node.layer].isUpper });
+    const st = newStatBuffer();
+    host.fstat(fd, st);
+    const inLower = !ov.layers[node.layer].isUpper;
+    return this.add({ fd, path, flags: realFlags, ino: node.ino, inLower, shared: st[ST_NLINK] > 1n });
   }
 
   create(path: string, mode: number, flags: number): number {
     const fd = createFile(this.ov, path, mode, flags);
     const node = lookupExisting(this.ov, path, 'open');
-    return this.add({ fd, path, flags, ino: node.ino, inLower: false });
+    return this.add({ fd, path, flags, ino: node.ino, inLower: false, shared: false });
   }
 
   private add(handle: Handle): number {
@@ -74,7 +79,10 @@ export class FileTable {
   }
 
   write(id: number, buffer: Buffer, length: number, offset: number): number {
-    return host.pwrite(this.get(id).fd, length === buffer.length ? buffer : buffer.subarray(0, length), offset);
+    const handle = this.get(id);
+    const written = host.pwrite(handle.fd, length === buffer.length ? buffer : buffer.subarray(0, length), offset);
+    if (handle.shared) this.ov.invalidateIno(handle.ino);
+    return written;
   }
 
   fstat(id: number): BigInt64Array {
@@ -87,7 +95,9 @@ export class FileTable {
   }
 
   ftruncate(id: number, size: number): void {
-    host.ftruncate(this.get(id).fd, size);
+    const handle = this.get(id);
+    host.ftruncate(handle.fd, size);
+    if (handle.shared) this.ov.invalidateIno(handle.ino);
   }
 
   fsync(id: number, datasync: boolean): void {

@@ -6,6 +6,7 @@ import { errnoError } from '../errors';
 import { copyUp } from './copy-up';
 import { hiddenNlink } from './hidden';
 import { isMerged, lookupExisting } from './lookup';
+import type { Node } from './layer';
 import type { Overlay } from './overlay';
 
 const S_IFMT = 0o170000;
@@ -31,24 +32,35 @@ export function chmod(ov: Overlay, path: string, mode: number): void {
   // Linux cannot change a symlink's mode; chmod reaches here only for lchmod.
   if ((node.type & S_IFMT) === S_IFLNK) throw errnoError('EOPNOTSUPP', 'chmod', path);
   host.chmod(node.realPath, mode & 0o7777);
+  noteChange(ov, node);
 }
 
 export function chown(ov: Overlay, path: string, uid: number, gid: number): void {
   requireUpper(ov, 'chown', path);
   const node = copyUp(ov, path);
   host.lchown(node.realPath, uid, gid);
+  noteChange(ov, node);
 }
 
 export function utimens(ov: Overlay, path: string, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number): void {
   requireUpper(ov, 'utimensat', path);
   const node = copyUp(ov, path);
   host.utimens(node.realPath, atimeSec, atimeNsec, mtimeSec, mtimeNsec);
+  noteChange(ov, node);
 }
 
 export function truncate(ov: Overlay, path: string, size: number): void {
   requireUpper(ov, 'truncate', path);
   const node = copyUp(ov, path, { noData: size === 0 });
   host.truncate(node.realPath, size);
+  noteChange(ov, node);
+}
+
+// Tells the kernel's caches of a hard link's other names about a change.
+export function noteChange(ov: Overlay, node: Node): void {
+  if (node.parts !== undefined) return;
+  const st = newStatBuffer();
+  if (host.tryLstat(node.realPath, st) === 0) ov.sharedChanged(node.ino, st[ST_NLINK]);
 }
 
 // The upper filesystem's counts (the topmost layer's when read-only), with

@@ -31,6 +31,9 @@ export class Overlay {
   readonly whiteoutMarkers: boolean;
   readonly volatile: boolean;
   readonly log: Logger;
+  // Drops the kernel's caches for every name of an inode number; set by the
+  // FUSE layer. See sharedChanged.
+  invalidateIno: (ino: bigint) => void = () => undefined;
   // Prefix of the overlay's own xattrs: trusted.overlay. or user.overlay.
   readonly xattrPrefix: string;
   // Set per request by the FUSE layer before it calls into the overlay.
@@ -81,6 +84,12 @@ export class Overlay {
     if (this.workPath === undefined) throw new Error('overlay has no workdir');
     this.tempCounter++;
     return `${this.workPath}/#${process.pid.toString(16)}.${this.tempCounter.toString(16)}`;
+  }
+
+  // The kernel gives each name of a hard-linked file its own inode, so a
+  // change made through one name must drop what the others have cached.
+  sharedChanged(ino: bigint, nlink: bigint | number): void {
+    if (nlink > 1) this.invalidateIno(ino);
   }
 
   upperPathOf(path: string): string {

@@ -5,6 +5,7 @@
 import { host } from '../host/native';
 import { errnoError, isErrno } from '../errors';
 import { copyUp } from './copy-up';
+import { noteChange } from './inode';
 import { lookupExisting } from './lookup';
 import type { Overlay } from './overlay';
 
@@ -48,6 +49,7 @@ export function setxattr(ov: Overlay, path: string, name: string, value: Buffer,
   if (PRIVATE_PREFIXES.some((p) => name.startsWith(p))) throw errnoError('EPERM', 'setxattr', path);
   const node = copyUp(ov, path);
   host.lsetxattr(node.realPath, toRealName(ov, name), value, flags);
+  noteChange(ov, node);
 }
 
 export function removexattr(ov: Overlay, path: string, name: string): void {
@@ -60,6 +62,7 @@ export function removexattr(ov: Overlay, path: string, name: string): void {
 
   const upper = copyUp(ov, path);
   host.lremovexattr(upper.realPath, realName);
+  noteChange(ov, upper);
 }
 
 // Copies every xattr except the overlay's private ones from a lower object
