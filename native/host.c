@@ -4,6 +4,12 @@
  * Every path and name crosses this boundary as a latin1 "binary" string:
  * each char code 0..255 is one byte, so names that are not UTF-8 survive.
  * Failures throw Node-style errors (code, negative errno, syscall, path, dest).
+ *
+ * A path may name its base directory by an open fd: "@N" is the directory
+ * open as fd N itself, and "@N/a/b" is "a/b" relative to it (the *at()
+ * calls). A layer reached so stays reachable after its mount is moved or
+ * detached. Any other path resolves as usual (AT_FDCWD). Errors show the
+ * path as given.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -240,10 +246,40 @@ static napi_value throw_sys_fd(napi_env env, int err, const char *syscall) {
 
 /* ---- argument conversion ---- */
 
+/*
+ * A path as given, and what the *at() calls take for it: rel relative to
+ * dirfd. rel may point into bytes, so a path_arg is never copied.
+ */
 typedef struct {
   char bytes[PATH_MAX + 1];
   size_t length;
+  int dirfd;
+  const char *rel;
 } path_arg;
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/*
+ * Splits "@N" and "@N/rest" into dirfd N and rel "." or "rest" (slashes after
+ * N are skipped, so rel never turns absolute). Anything else, "@x" and "@1x"
+ * included, is rel itself against AT_FDCWD. An N above INT_MAX becomes -1,
+ * which every *at() call rejects with EBADF.
+ */
+static void split_dirfd(path_arg *p) {
+  const char *s = p->bytes;
+  p->dirfd = AT_FDCWD;
+  p->rel = s;
+  if (s[0] != '@' || !is_digit(s[1])) return;
+  long long fd = 0;
+  size_t i = 1;
+  for (; is_digit(s[i]); i++) {
+    if (fd <= INT_MAX) fd = fd * 10 + (s[i] - '0');
+  }
+  if (s[i] != '\0' && s[i] != '/') return;
+  while (s[i] == '/') i++;
+  p->dirfd = fd > INT_MAX ? -1 : (int)fd;
+  p->rel = s[i] == '\0' ? "." : s + i;
+}
 
 enum read_result { READ_OK, READ_TOO_LONG, READ_THREW };
 
@@ -337,7 +373,9 @@ static bool arg_path(napi_env env, napi_value value, const char *name,
   enum read_result result =
       read_binary(env, value, name, out->bytes, PATH_MAX, &out->length);
   if (result == READ_TOO_LONG) throw_name_too_long(env, syscall, value, NULL);
-  return result == READ_OK;
+  if (result != READ_OK) return false;
+  split_dirfd(out);
+  return true;
 }
 
 static bool arg_path_pair(napi_env env, napi_value *values,
@@ -354,6 +392,8 @@ static bool arg_path_pair(napi_env env, napi_value *values,
     throw_name_too_long(env, syscall, values[0], values[1]);
     return false;
   }
+  split_dirfd(first);
+  split_dirfd(second);
   return true;
 }
 
@@ -555,7 +595,8 @@ static napi_value host_lstat(napi_env env, napi_callback_info info) {
   if (!arg_path(env, argv[0], "path", "lstat", &path)) return NULL;
   if (!arg_stat_array(env, argv[1], STAT_LENGTH, &out)) return NULL;
   struct stat st;
-  if (lstat(path.bytes, &st) != 0) return PATH_ERROR(errno, "lstat", path);
+  if (fstatat(path.dirfd, path.rel, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return PATH_ERROR(errno, "lstat", path);
   fill_stat(out, &st);
   return NULL;
 }
@@ -569,7 +610,8 @@ static napi_value host_try_lstat(napi_env env, napi_callback_info info) {
   if (!arg_path(env, argv[0], "path", "lstat", &path)) return NULL;
   if (!arg_stat_array(env, argv[1], STAT_LENGTH, &out)) return NULL;
   struct stat st;
-  if (lstat(path.bytes, &st) != 0) return make_number(env, -errno);
+  if (fstatat(path.dirfd, path.rel, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return make_number(env, -errno);
   fill_stat(out, &st);
   return make_number(env, 0);
 }
@@ -592,9 +634,21 @@ static napi_value host_statvfs(napi_env env, napi_callback_info info) {
   int64_t *out;
   if (!arg_path(env, argv[0], "path", "statvfs", &path)) return NULL;
   if (!arg_stat_array(env, argv[1], STATVFS_LENGTH, &out)) return NULL;
+
   struct statvfs st;
-  if (statvfs(path.bytes, &st) != 0)
-    return PATH_ERROR(errno, "statvfs", path);
+  if (path.dirfd == AT_FDCWD) {
+    if (statvfs(path.bytes, &st) != 0)
+      return PATH_ERROR(errno, "statvfs", path);
+  } else {
+    /* Follows a final symlink as statvfs does; fstatfs takes O_PATH fds. */
+    int fd = openat(path.dirfd, path.rel, O_PATH | O_CLOEXEC);
+    if (fd < 0) return PATH_ERROR(errno, "statvfs", path);
+    int result = fstatvfs(fd, &st);
+    int err = errno;
+    close(fd);
+    if (result != 0) return PATH_ERROR(err, "statvfs", path);
+  }
+
   out[0] = (int64_t)st.f_bsize;
   out[1] = (int64_t)st.f_frsize;
   out[2] = (int64_t)st.f_blocks;
@@ -639,8 +693,16 @@ static napi_value host_readdir(napi_env env, napi_callback_info info) {
   napi_value names;
   CHECK(napi_create_array(env, &names));
 
-  DIR *dir = opendir(path.bytes);
-  if (dir == NULL) return PATH_ERROR(errno, "opendir", path);
+  /* The flags glibc's opendir(3) uses. */
+  int fd = openat(path.dirfd, path.rel,
+                  O_RDONLY | O_NONBLOCK | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return PATH_ERROR(errno, "opendir", path);
+  DIR *dir = fdopendir(fd);
+  if (dir == NULL) {
+    int err = errno;
+    close(fd);
+    return PATH_ERROR(err, "opendir", path);
+  }
 
   uint8_t *types = NULL;
   int64_t *inos = NULL;
@@ -699,7 +761,8 @@ static napi_value host_mkdir(napi_env env, napi_callback_info info) {
   uint32_t mode;
   if (!arg_path(env, argv[0], "path", "mkdir", &path)) return NULL;
   if (!arg_uint32(env, argv[1], "mode", &mode)) return NULL;
-  if (mkdir(path.bytes, mode) != 0) return PATH_ERROR(errno, "mkdir", path);
+  if (mkdirat(path.dirfd, path.rel, mode) != 0)
+    return PATH_ERROR(errno, "mkdir", path);
   return NULL;
 }
 
@@ -707,7 +770,8 @@ static napi_value host_rmdir(napi_env env, napi_callback_info info) {
   ARGS(1);
   path_arg path;
   if (!arg_path(env, argv[0], "path", "rmdir", &path)) return NULL;
-  if (rmdir(path.bytes) != 0) return PATH_ERROR(errno, "rmdir", path);
+  if (unlinkat(path.dirfd, path.rel, AT_REMOVEDIR) != 0)
+    return PATH_ERROR(errno, "rmdir", path);
   return NULL;
 }
 
@@ -727,7 +791,7 @@ static napi_value host_open(napi_env env, napi_callback_info info) {
   int fd;
   /* O_CLOEXEC always, as libuv does, so children never inherit fds. */
   do {
-    fd = open(path.bytes, (int)flags | O_CLOEXEC, (mode_t)mode);
+    fd = openat(path.dirfd, path.rel, (int)flags | O_CLOEXEC, (mode_t)mode);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return PATH_ERROR(errno, "open", path);
   return make_number(env, fd);
@@ -751,18 +815,19 @@ static napi_value host_mknod(napi_env env, napi_callback_info info) {
   if (!arg_path(env, argv[0], "path", "mknod", &path)) return NULL;
   if (!arg_uint32(env, argv[1], "mode", &mode)) return NULL;
   if (!arg_integer(env, argv[2], "dev", 0, SAFE_INT_MAX, &dev)) return NULL;
-  if (mknod(path.bytes, (mode_t)mode, (dev_t)dev) != 0)
+  if (mknodat(path.dirfd, path.rel, (mode_t)mode, (dev_t)dev) != 0)
     return PATH_ERROR(errno, "mknod", path);
   return NULL;
 }
 
-/* Errors name target as path and the new link as dest, like fs.symlink. */
+/* Errors name target as path and the new link as dest, like fs.symlink.
+ * The target is stored as given, never read as an "@N" path. */
 static napi_value host_symlink(napi_env env, napi_callback_info info) {
   ARGS(2);
   path_arg target, path;
   if (!arg_path_pair(env, argv, "symlink", &target, "target", &path, "path"))
     return NULL;
-  if (symlink(target.bytes, path.bytes) != 0)
+  if (symlinkat(target.bytes, path.dirfd, path.rel) != 0)
     return PAIR_ERROR(errno, "symlink", target, path);
   return NULL;
 }
@@ -772,7 +837,7 @@ static napi_value host_readlink(napi_env env, napi_callback_info info) {
   path_arg path;
   if (!arg_path(env, argv[0], "path", "readlink", &path)) return NULL;
   char target[PATH_MAX + 1];
-  ssize_t length = readlink(path.bytes, target, sizeof target);
+  ssize_t length = readlinkat(path.dirfd, path.rel, target, sizeof target);
   if (length < 0) return PATH_ERROR(errno, "readlink", path);
   /* A full buffer means the target may have been cut short. */
   if ((size_t)length == sizeof target)
@@ -786,7 +851,8 @@ static napi_value host_unlink(napi_env env, napi_callback_info info) {
   ARGS(1);
   path_arg path;
   if (!arg_path(env, argv[0], "path", "unlink", &path)) return NULL;
-  if (unlink(path.bytes) != 0) return PATH_ERROR(errno, "unlink", path);
+  if (unlinkat(path.dirfd, path.rel, 0) != 0)
+    return PATH_ERROR(errno, "unlink", path);
   return NULL;
 }
 
@@ -796,19 +862,21 @@ static napi_value host_link(napi_env env, napi_callback_info info) {
   if (!arg_path_pair(env, argv, "link", &old_path, "oldPath", &new_path,
                      "newPath"))
     return NULL;
-  if (link(old_path.bytes, new_path.bytes) != 0)
+  if (linkat(old_path.dirfd, old_path.rel, new_path.dirfd, new_path.rel, 0) !=
+      0)
     return PAIR_ERROR(errno, "link", old_path, new_path);
   return NULL;
 }
 
-static int rename_with_flags(const char *old_path, const char *new_path,
-                             unsigned int flags) {
+static int rename_with_flags(const path_arg *old_path,
+                             const path_arg *new_path, unsigned int flags) {
 #if defined(__GLIBC__) && \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 28))
-  return renameat2(AT_FDCWD, old_path, AT_FDCWD, new_path, flags);
+  return renameat2(old_path->dirfd, old_path->rel, new_path->dirfd,
+                   new_path->rel, flags);
 #else
-  return (int)syscall(SYS_renameat2, AT_FDCWD, old_path, AT_FDCWD, new_path,
-                      flags);
+  return (int)syscall(SYS_renameat2, old_path->dirfd, old_path->rel,
+                      new_path->dirfd, new_path->rel, flags);
 #endif
 }
 
@@ -823,7 +891,7 @@ static napi_value host_rename(napi_env env, napi_callback_info info) {
   if (!arg_is_undefined(env, argv[2]) &&
       !arg_uint32(env, argv[2], "flags", &flags))
     return NULL;
-  if (rename_with_flags(old_path.bytes, new_path.bytes, flags) != 0) {
+  if (rename_with_flags(&old_path, &new_path, flags) != 0) {
     const char *syscall = flags == 0 ? "rename" : "renameat2";
     return PAIR_ERROR(errno, syscall, old_path, new_path);
   }
@@ -838,7 +906,7 @@ static napi_value host_chmod(napi_env env, napi_callback_info info) {
   uint32_t mode;
   if (!arg_path(env, argv[0], "path", "chmod", &path)) return NULL;
   if (!arg_uint32(env, argv[1], "mode", &mode)) return NULL;
-  if (fchmodat(AT_FDCWD, path.bytes, (mode_t)mode, 0) != 0)
+  if (fchmodat(path.dirfd, path.rel, (mode_t)mode, 0) != 0)
     return PATH_ERROR(errno, "chmod", path);
   return NULL;
 }
@@ -860,7 +928,8 @@ static napi_value host_lchown(napi_env env, napi_callback_info info) {
   if (!arg_path(env, argv[0], "path", "lchown", &path)) return NULL;
   if (!arg_owner_id(env, argv[1], "uid", &uid)) return NULL;
   if (!arg_owner_id(env, argv[2], "gid", &gid)) return NULL;
-  if (lchown(path.bytes, (uid_t)uid, (gid_t)gid) != 0)
+  if (fchownat(path.dirfd, path.rel, (uid_t)uid, (gid_t)gid,
+               AT_SYMLINK_NOFOLLOW) != 0)
     return PATH_ERROR(errno, "lchown", path);
   return NULL;
 }
@@ -886,7 +955,7 @@ static napi_value host_utimens(napi_env env, napi_callback_info info) {
                     &times[0]) ||
       !arg_timespec(env, argv[3], argv[4], "mtimeSec", "mtimeNsec", &times[1]))
     return NULL;
-  if (utimensat(AT_FDCWD, path.bytes, times, AT_SYMLINK_NOFOLLOW) != 0)
+  if (utimensat(path.dirfd, path.rel, times, AT_SYMLINK_NOFOLLOW) != 0)
     return PATH_ERROR(errno, "utimensat", path);
   return NULL;
 }
@@ -904,6 +973,30 @@ static napi_value host_futimens(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * truncate(2) relative to dirfd: returns 0 or an errno. The type is checked
+ * on an O_PATH fd first so that a directory gives EISDIR and a fifo or
+ * device EINVAL, as truncate(2) does, and neither is ever opened for write.
+ */
+static int truncate_at(int dirfd, const char *rel, off_t length) {
+  int probe = openat(dirfd, rel, O_PATH | O_CLOEXEC);
+  if (probe < 0) return errno;
+  struct stat st;
+  int err = fstat(probe, &st) != 0 ? errno : 0;
+  close(probe);
+  if (err != 0) return err;
+  if (S_ISDIR(st.st_mode)) return EISDIR;
+  if (!S_ISREG(st.st_mode)) return EINVAL;
+  int fd;
+  do {
+    fd = openat(dirfd, rel, O_WRONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return errno;
+  err = ftruncate(fd, length) != 0 ? errno : 0;
+  close(fd);
+  return err;
+}
+
 static napi_value host_truncate(napi_env env, napi_callback_info info) {
   ARGS(2);
   path_arg path;
@@ -911,8 +1004,13 @@ static napi_value host_truncate(napi_env env, napi_callback_info info) {
   if (!arg_path(env, argv[0], "path", "truncate", &path)) return NULL;
   if (!arg_integer(env, argv[1], "length", 0, SAFE_INT_MAX, &length))
     return NULL;
-  if (truncate(path.bytes, (off_t)length) != 0)
-    return PATH_ERROR(errno, "truncate", path);
+  if (path.dirfd == AT_FDCWD) {
+    if (truncate(path.bytes, (off_t)length) != 0)
+      return PATH_ERROR(errno, "truncate", path);
+    return NULL;
+  }
+  int err = truncate_at(path.dirfd, path.rel, (off_t)length);
+  if (err != 0) return PATH_ERROR(err, "truncate", path);
   return NULL;
 }
 
@@ -930,6 +1028,167 @@ static napi_value host_ftruncate(napi_env env, napi_callback_info info) {
 
 /* ---- extended attributes ---- */
 
+/*
+ * Linux 6.13 added setxattrat, getxattrat, listxattrat and removexattrat,
+ * which resolve a path relative to a dirfd and take AT_SYMLINK_NOFOLLOW.
+ * Older uapi headers lack the numbers; these are the x86_64 ones, which the
+ * asm-generic table (arm64) shares.
+ */
+#if !defined(__NR_getxattrat) && !defined(__ILP32__) && \
+    (defined(__x86_64__) || defined(__aarch64__))
+#define __NR_setxattrat 463
+#define __NR_getxattrat 464
+#define __NR_listxattrat 465
+#define __NR_removexattrat 466
+#endif
+
+/* The kernel's struct xattr_args (include/uapi/linux/xattr.h). */
+struct host_xattr_args {
+  uint64_t value;
+  uint32_t size;
+  uint32_t flags;
+};
+
+/*
+ * Whether "@N" paths use the *xattrat syscalls. init_xattrat decides once at
+ * load, and the first ENOSYS turns them off for good. Without them, the
+ * object is opened O_PATH|O_NOFOLLOW and reached through /proc/self/fd,
+ * which needs /proc mounted. TSOVERLAY_NO_XATTRAT=1 forces that fallback, so
+ * that tests can cover it on a kernel that has the syscalls.
+ */
+static bool use_xattrat = false;
+
+static void init_xattrat(void) {
+  const char *off = getenv("TSOVERLAY_NO_XATTRAT");
+  use_xattrat = false;
+  if (off != NULL && strcmp(off, "1") == 0) return;
+#ifdef __NR_getxattrat
+  /* Invalid at_flags and usize 0 make each call fail with EINVAL before it
+   * touches anything. Any other result (ENOSYS, or EPERM from a seccomp
+   * filter that rejects unknown calls) means the call cannot be used. */
+  const unsigned int bad_flags = 0x80000000u;
+  long numbers[] = {__NR_setxattrat, __NR_getxattrat, __NR_listxattrat,
+                    __NR_removexattrat};
+  for (size_t i = 0; i < sizeof numbers / sizeof numbers[0]; i++) {
+    errno = 0;
+    long result = syscall(numbers[i], AT_FDCWD, "/", bad_flags, "user.x",
+                          NULL, (size_t)0);
+    if (result != -1 || errno != EINVAL) return;
+  }
+  use_xattrat = true;
+#endif
+}
+
+static void close_keeping_errno(int fd) {
+  int err = errno;
+  close(fd);
+  errno = err;
+}
+
+/*
+ * Opens the fallback for "@N" paths: an O_PATH fd on the object itself (a
+ * final symlink not followed), with its /proc/self/fd name put in proc.
+ * Following that magic link reaches the fd's object, so the caller uses the
+ * *xattr calls that follow. The l*xattr calls would act on the /proc link.
+ */
+static int open_proc_path(const path_arg *p, char *proc, size_t size) {
+  int fd = openat(p->dirfd, p->rel, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) snprintf(proc, size, "/proc/self/fd/%d", fd);
+  return fd;
+}
+
+#ifdef __NR_getxattrat
+/* Returns true if an *xattrat call failed with ENOSYS, and turns the calls
+ * off so that this caller and all later ones use the fallback. */
+static bool xattrat_missing(long result) {
+  if (result != -1 || errno != ENOSYS) return false;
+  use_xattrat = false;
+  return true;
+}
+#endif
+
+/* lgetxattr for any path_arg. */
+static ssize_t path_getxattr(const path_arg *p, const char *name, void *value,
+                             size_t size) {
+  if (p->dirfd == AT_FDCWD) return lgetxattr(p->bytes, name, value, size);
+#ifdef __NR_getxattrat
+  if (use_xattrat) {
+    struct host_xattr_args args = {
+        (uint64_t)(uintptr_t)value,
+        size > UINT32_MAX ? UINT32_MAX : (uint32_t)size, 0};
+    long result = syscall(__NR_getxattrat, p->dirfd, p->rel,
+                          AT_SYMLINK_NOFOLLOW, name, &args, sizeof args);
+    if (!xattrat_missing(result)) return (ssize_t)result;
+  }
+#endif
+  char proc[64];
+  int fd = open_proc_path(p, proc, sizeof proc);
+  if (fd < 0) return -1;
+  ssize_t result = getxattr(proc, name, value, size);
+  close_keeping_errno(fd);
+  return result;
+}
+
+/* llistxattr for any path_arg. */
+static ssize_t path_listxattr(const path_arg *p, char *list, size_t size) {
+  if (p->dirfd == AT_FDCWD) return llistxattr(p->bytes, list, size);
+#ifdef __NR_listxattrat
+  if (use_xattrat) {
+    long result = syscall(__NR_listxattrat, p->dirfd, p->rel,
+                          AT_SYMLINK_NOFOLLOW, list, size);
+    if (!xattrat_missing(result)) return (ssize_t)result;
+  }
+#endif
+  char proc[64];
+  int fd = open_proc_path(p, proc, sizeof proc);
+  if (fd < 0) return -1;
+  ssize_t result = listxattr(proc, list, size);
+  close_keeping_errno(fd);
+  return result;
+}
+
+/* lsetxattr for any path_arg. */
+static int path_setxattr(const path_arg *p, const char *name,
+                         const void *value, size_t size, int flags) {
+  if (p->dirfd == AT_FDCWD)
+    return lsetxattr(p->bytes, name, value, size, flags);
+#ifdef __NR_setxattrat
+  /* The u32 field would cut a larger size short, so such a size goes the
+   * fallback way, where the kernel rejects it with E2BIG. */
+  if (use_xattrat && size <= UINT32_MAX) {
+    struct host_xattr_args args = {(uint64_t)(uintptr_t)value,
+                                   (uint32_t)size, (uint32_t)flags};
+    long result = syscall(__NR_setxattrat, p->dirfd, p->rel,
+                          AT_SYMLINK_NOFOLLOW, name, &args, sizeof args);
+    if (!xattrat_missing(result)) return (int)result;
+  }
+#endif
+  char proc[64];
+  int fd = open_proc_path(p, proc, sizeof proc);
+  if (fd < 0) return -1;
+  int result = setxattr(proc, name, value, size, flags);
+  close_keeping_errno(fd);
+  return result;
+}
+
+/* lremovexattr for any path_arg. */
+static int path_removexattr(const path_arg *p, const char *name) {
+  if (p->dirfd == AT_FDCWD) return lremovexattr(p->bytes, name);
+#ifdef __NR_removexattrat
+  if (use_xattrat) {
+    long result = syscall(__NR_removexattrat, p->dirfd, p->rel,
+                          AT_SYMLINK_NOFOLLOW, name);
+    if (!xattrat_missing(result)) return (int)result;
+  }
+#endif
+  char proc[64];
+  int fd = open_proc_path(p, proc, sizeof proc);
+  if (fd < 0) return -1;
+  int result = removexattr(proc, name);
+  close_keeping_errno(fd);
+  return result;
+}
+
 /* Target of an xattr call: a path (never followed) or an fd. */
 typedef struct {
   const path_arg *path;
@@ -938,13 +1197,13 @@ typedef struct {
 
 static ssize_t target_getxattr(const xattr_target *t, const char *name,
                                void *value, size_t size) {
-  return t->path ? lgetxattr(t->path->bytes, name, value, size)
+  return t->path ? path_getxattr(t->path, name, value, size)
                  : fgetxattr(t->fd, name, value, size);
 }
 
 static ssize_t target_listxattr(const xattr_target *t, char *list,
                                 size_t size) {
-  return t->path ? llistxattr(t->path->bytes, list, size)
+  return t->path ? path_listxattr(t->path, list, size)
                  : flistxattr(t->fd, list, size);
 }
 
@@ -1046,7 +1305,7 @@ static napi_value host_try_lgetxattr(napi_env env, napi_callback_info info) {
   xattr_target target = {&path, -1};
   if (!arg_xattr_name(env, argv[1], "lgetxattr", &path, name)) return NULL;
   char small[4096];
-  ssize_t length = lgetxattr(path.bytes, name, small, sizeof(small));
+  ssize_t length = path_getxattr(&path, name, small, sizeof(small));
   if (length >= 0) {
     napi_value result;
     CHECK(napi_create_buffer_copy(env, (size_t)length, small, NULL, &result));
@@ -1100,7 +1359,7 @@ static napi_value host_lsetxattr(napi_env env, napi_callback_info info) {
   if (!arg_xattr_name(env, argv[1], "lsetxattr", &path, name)) return NULL;
   if (!arg_bytes(env, argv[2], "value", &value, &size)) return NULL;
   if (!arg_xattr_flags(env, argv[3], &flags)) return NULL;
-  if (lsetxattr(path.bytes, name, value, size, flags) != 0)
+  if (path_setxattr(&path, name, value, size, flags) != 0)
     return PATH_ERROR(errno, "lsetxattr", path);
   return NULL;
 }
@@ -1127,7 +1386,7 @@ static napi_value host_lremovexattr(napi_env env, napi_callback_info info) {
   char name[XATTR_NAME_MAX + 1];
   if (!arg_path(env, argv[0], "path", "lremovexattr", &path)) return NULL;
   if (!arg_xattr_name(env, argv[1], "lremovexattr", &path, name)) return NULL;
-  if (lremovexattr(path.bytes, name) != 0)
+  if (path_removexattr(&path, name) != 0)
     return PATH_ERROR(errno, "lremovexattr", path);
   return NULL;
 }
@@ -1206,7 +1465,7 @@ static napi_value host_name_to_handle(napi_env env, napi_callback_info info) {
   } buf;
   buf.fh.handle_bytes = MAX_HANDLE_SZ;
   int mount_id;
-  if (name_to_handle_at(AT_FDCWD, path.bytes, &buf.fh, &mount_id, 0) != 0)
+  if (name_to_handle_at(path.dirfd, path.rel, &buf.fh, &mount_id, 0) != 0)
     return PATH_ERROR(errno, "name_to_handle_at", path);
   napi_value result, type, handle;
   CHECK(napi_create_object(env, &result));
@@ -1313,6 +1572,15 @@ static napi_value host_fdatasync(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* True if "@N" paths use the *xattrat syscalls, false on the /proc
+ * fallback. */
+static napi_value host_xattrat_in_use(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  CHECK(napi_get_boolean(env, use_xattrat, &result));
+  return result;
+}
+
 /* ---- module ---- */
 
 typedef struct {
@@ -1368,6 +1636,7 @@ static const function_entry functions[] = {
     {"pwrite", host_pwrite},
     {"fsync", host_fsync},
     {"fdatasync", host_fdatasync},
+    {"xattratInUse", host_xattrat_in_use},
 };
 
 #define CONSTANT(name) {#name, (double)(name)}
@@ -1399,6 +1668,7 @@ static const constant_entry constants[] = {
 };
 
 static napi_value init(napi_env env, napi_value exports) {
+  init_xattrat();
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
     CHECK(napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH,

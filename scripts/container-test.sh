@@ -3,9 +3,9 @@
 # test suite in it, as CI does after the tests on the host. No container
 # registry is needed: the base image is a debootstrapped Debian bookworm with
 # this host's Node 20, its headers and npm copied in. Every podman call uses
-# a private storage in a temp dir, removed at the end; only the debootstrap
-# root (as a tar) stays in the cache. Prints the time of each step and exits
-# with the container's exit code.
+# a private storage in a temp dir, which is removed at the end. Only the
+# debootstrap root (as a tar) stays in the cache. Prints the time of each
+# step and exits with the container's exit code.
 #
 # Usage: sudo scripts/container-test.sh [COMMAND...]
 #   COMMAND runs in the container instead of its default, .ci/run (for
@@ -16,6 +16,8 @@
 #                         empty: no cache)
 #   DEBIAN_MIRROR         default http://deb.debian.org/debian
 #   CONTAINER_TEST_KEEP   if set to 1, keep the temp dir and the storage
+#   NODE_EXTRA_CA_CERTS   if set, this CA file goes into the image too, for
+#                         hosts that reach the npm registry through a TLS proxy
 set -euo pipefail
 export LC_ALL=C
 
@@ -26,8 +28,9 @@ CACHE_DIR=${CONTAINER_TEST_CACHE-/var/cache/tsoverlay-test/container}
 DEBIAN_IMAGE=localhost/tsoverlay-debian:$SUITE
 BASE_IMAGE=localhost/tsoverlay-base:latest
 TEST_IMAGE=localhost/tsoverlay-test:latest
-# podman's default limits are above what root may set on some hosts, and
-# crun fails on some cgroup v1 setups where runc works.
+# podman's default limits are higher than root may set on hosts where root
+# lacks CAP_SYS_RESOURCE. The runtime is runc because crun is reported to
+# fail on the cgroup v1 layout of the CI host.
 ULIMITS=(--ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
 RUNTIME=runc
 
@@ -67,6 +70,13 @@ missing=()
 command -v podman >/dev/null || missing+=(podman)
 command -v "$RUNTIME" >/dev/null || missing+=("$RUNTIME")
 [[ ${#missing[@]} -eq 0 ]] || install_packages "${missing[@]}"
+say "$(podman --version); $("$RUNTIME" --version | head -n 1)"
+
+# A container cannot load kernel modules; the tests need both.
+modprobe -q overlay 2>/dev/null || true
+modprobe -q fuse 2>/dev/null || true
+grep -qw overlay /proc/filesystems || die "the kernel has no overlay filesystem (modprobe overlay)"
+[[ -c /dev/fuse ]] || die "/dev/fuse is missing (modprobe fuse)"
 
 # The host's Node goes into the base image: the binary, the headers that
 # node-gyp compiles against (nothing can download them in the image) and npm.
@@ -108,7 +118,7 @@ cleanup() {
     say "kept $TMP (podman flags: ${PODMAN[*]:1})"
   else
     "${PODMAN[@]}" system reset --force >/dev/null 2>&1 || true
-    unmount_under "$TMP"
+    unmount_under "$TMP" || true
     rm -rf "$TMP"
   fi
   if [[ ${#TIMINGS[@]} -gt 0 ]]; then
@@ -131,8 +141,9 @@ debootstrap_tar() {
     return 1
   fi
   # debootstrap unmounts what it mounted, but make sure before packing.
-  unmount_under "$root"
-  tar -C "$root" --numeric-owner --xattrs -cf "$out" .
+  # (step runs this in a condition, where set -e does not apply.)
+  unmount_under "$root" || return 1
+  tar -C "$root" --numeric-owner --xattrs -cf "$out" . || return 1
   rm -rf "$root"
 }
 
@@ -153,29 +164,36 @@ else
   step "debootstrap $SUITE" debootstrap_tar "$ROOTFS_TAR"
 fi
 
-step "import debian image" "${PODMAN[@]}" import --quiet "$ROOTFS_TAR" "$DEBIAN_IMAGE" >/dev/null
+quietly() { "$@" >/dev/null; }
+step "import debian image" quietly "${PODMAN[@]}" import --quiet "$ROOTFS_TAR" "$DEBIAN_IMAGE"
+
+# link_or_copy SRC DST: hard links when on the same filesystem (the build
+# only reads them), a copy otherwise.
+link_or_copy() {
+  cp -al "$1" "$2" 2>/dev/null || { rm -rf "$2" && cp -a "$1" "$2"; }
+}
 
 # The base image lays Node out as the official node images do, under
 # /usr/local, with a global npmrc that points node-gyp at the headers.
 make_base_context() {
-  local ctx=$TMP/base local=$TMP/base/usr-local
-  mkdir -p "$local/bin" "$local/include" "$local/lib/node_modules" "$local/etc"
-  # Hard links when on the same filesystem: the build only reads them.
-  cp -al "$NODE" "$local/bin/node" 2>/dev/null || cp -a "$NODE" "$local/bin/node"
-  cp -al "$NODE_HEADERS" "$local/include/node" 2>/dev/null || cp -a "$NODE_HEADERS" "$local/include/node"
-  cp -al "$NPM_DIR" "$local/lib/node_modules/npm" 2>/dev/null || cp -a "$NPM_DIR" "$local/lib/node_modules/npm"
-  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$local/bin/npm"
-  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$local/bin/npx"
+  local ctx=$TMP/base usr=$TMP/base/usr-local
+  mkdir -p "$usr/bin" "$usr/include" "$usr/lib/node_modules" "$usr/etc"
+  link_or_copy "$NODE" "$usr/bin/node"
+  link_or_copy "$NODE_HEADERS" "$usr/include/node"
+  link_or_copy "$NPM_DIR" "$usr/lib/node_modules/npm"
+  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$usr/bin/npm"
+  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$usr/bin/npx"
   {
     echo "nodedir=/usr/local"
     echo "registry=$(npm config get registry)"
     printf '%s\n' fund=false audit=false update-notifier=false
-  } >"$local/etc/npmrc"
+  } >"$usr/etc/npmrc"
   {
     echo "FROM $DEBIAN_IMAGE"
     echo "COPY usr-local/ /usr/local/"
-    # A host behind a TLS proxy trusts an extra CA; npm in the image must
-    # trust it too to reach the registry.
+    # A host behind a TLS proxy trusts an extra CA, so npm in the image must
+    # trust it too to reach the registry. sudo drops the variable unless
+    # run as sudo --preserve-env=NODE_EXTRA_CA_CERTS.
     if [[ -n ${NODE_EXTRA_CA_CERTS:-} && -r $NODE_EXTRA_CA_CERTS ]]; then
       cp "$NODE_EXTRA_CA_CERTS" "$ctx/extra-ca.crt"
       echo "COPY extra-ca.crt /usr/local/share/tsoverlay-test/extra-ca.crt"
@@ -185,14 +203,18 @@ make_base_context() {
   } >"$ctx/Containerfile"
 }
 make_base_context
-step "build base image" "${PODMAN[@]}" build --quiet --pull=never --network host "${ULIMITS[@]}" \
-  -f "$TMP/base/Containerfile" -t "$BASE_IMAGE" "$TMP/base" >/dev/null
+step "build base image" quietly "${PODMAN[@]}" build --quiet --pull=never --network host \
+  "${ULIMITS[@]}" -f "$TMP/base/Containerfile" -t "$BASE_IMAGE" "$TMP/base"
 
 step "build test image" "${PODMAN[@]}" build --pull=never --network host "${ULIMITS[@]}" \
   --build-arg "BASE=$BASE_IMAGE" -f "$REPO/Dockerfile.test" -t "$TEST_IMAGE" "$REPO"
 
+# The image declares /tmp a volume. podman mounts volumes nodev,nosuid
+# unless the options say otherwise, and the host's /tmp allows both.
+RUN_FLAGS=(--rm --privileged --network host "${ULIMITS[@]}"
+  --mount type=volume,dst=/tmp,dev=true,suid=true)
+say "podman run ${RUN_FLAGS[*]} $TEST_IMAGE $*"
 rc=0
-step "run tests in container" "${PODMAN[@]}" run --rm --privileged --network host "${ULIMITS[@]}" \
-  "$TEST_IMAGE" "$@" || rc=$?
+step "run tests in container" "${PODMAN[@]}" run "${RUN_FLAGS[@]}" "$TEST_IMAGE" "$@" || rc=$?
 say "the container exited with $rc"
 exit $rc

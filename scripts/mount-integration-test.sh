@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Checks that tsoverlay mounts like any other filesystem through the
-# standard tools: `mount -t fuse.tsoverlay` (util-linux mount runs
-# /sbin/mount.fuse3, which runs `tsoverlay SOURCE MERGED -o OPTS`), an fstab
-# line, findmnt and /proc/mounts, umount, busy and crashed mounts, signals and
-# bad options. Step 11 rehearses the boot layout of docs/boot.md in a chroot.
-# Each check prints PASS or FAIL; the last line is the summary, and the exit
+# standard tools. util-linux mount runs /sbin/mount.fuse3, which runs
+# `tsoverlay SOURCE MERGED -o OPTS`.
+#   steps 1-8: mount -t, an fstab line, findmnt and /proc/mounts, umount,
+#     busy and crashed mounts, signals and bad options
+#   steps 9-10: a non-empty mount point and layer mounts that move away,
+#     with kernel overlayfs as the reference
+#   steps 11-12: the root layouts of docs/boot.md rehearsed in a chroot,
+#     and the initrd helper in examples/initrd
+# Each check prints PASS or FAIL. The last line is the summary, and the exit
 # status is 1 when any check failed.
 #
 # Usage: sudo scripts/mount-integration-test.sh   (after `npm ci` built dist/)
 # Environment:
-#   MIT_STEPS   space-separated step numbers to run (default: all, 1-11)
+#   MIT_STEPS   space-separated step numbers to run (default: all, 1-12)
 #   MIT_KEEP    if 1, keep the temp dir (logs, layers) at the end
 #
 # The script re-runs itself in a private mount namespace. mount(8) starts
@@ -43,7 +47,7 @@ fi
 NODE=$(command -v node)
 T=$(mktemp -d /tmp/tsoverlay-mit.XXXXXX)
 RESULTS=$T/results   # one PASS/FAIL line per check, written by the step subshells
-PIDS=$T/pids         # processes this script started, for the cleanup
+PIDS=$T/pids         # "pid start-time" of processes this script started
 MOUNTS=$T/mounts     # mount points this script mounted on, for the cleanup
 DAEMON_LOG=$T/daemon.log
 ARGV_LOG=$T/argv.log
@@ -53,8 +57,8 @@ ARGV_LOG=$T/argv.log
 
 is_mounted() { awk -v m="$1" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo; }
 mount_count() { awk -v m="$1" '$5 == m { n++ } END { print n + 0 }' /proc/self/mountinfo; }
-# Alive while any thread of $1 is not a zombie. A zombie group leader can
-# outlive its other threads' exit, which closes the /dev/fuse fd.
+# Succeeds while any thread of $1 is not a zombie. A zombie group leader can
+# outlive its other threads, whose exit closes the /dev/fuse fd.
 alive() {
   local task st
   for task in /proc/"$1"/task/*/stat; do
@@ -65,15 +69,32 @@ alive() {
   return 1
 }
 
+# Prints the start time of process $1 (field 22 of its stat), which
+# distinguishes it from a later process that reuses the pid.
+start_time() {
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  st=${st##*) }
+  set -- $st
+  echo "${20}"
+}
+
+# Prints the recorded pids that still belong to the processes this script
+# started.
+own_processes() {
+  local pid start
+  while read -r pid start; do
+    [[ $(start_time "$pid" 2>/dev/null) == "$start" ]] && alive "$pid" && echo "$pid"
+  done < <(tac "$PIDS")
+}
+
 cleanup() {
-  local rc=$? pid m left
+  local rc=$? pid m
   set +e
   trap - EXIT INT TERM
-  for pid in $(tac "$PIDS"); do alive "$pid" && kill -TERM "$pid"; done
+  for pid in $(own_processes); do kill -TERM "$pid"; done
   for _ in $(seq 30); do
-    left=0
-    for pid in $(cat "$PIDS"); do alive "$pid" && left=1; done
-    [[ $left == 0 ]] && break
+    [[ -z $(own_processes) ]] && break
     sleep 0.1
   done
   for m in $(tac "$MOUNTS"); do
@@ -82,10 +103,10 @@ cleanup() {
       umount "$m" 2>/dev/null || umount -l "$m"
     done
   done
-  for pid in $(cat "$PIDS"); do alive "$pid" && kill -KILL "$pid"; done
+  for pid in $(own_processes); do kill -KILL "$pid"; done
   is_mounted /usr/local/sbin && umount -l /usr/local/sbin
   if grep -q " ${T}[/ ]" /proc/self/mountinfo; then
-    printf 'mount-integration: mounts are left under %s; not removing it\n' "$T" >&2
+    printf 'mount-integration: mounts remain under %s, so it was not removed\n' "$T" >&2
   elif [[ ${MIT_KEEP:-} == 1 ]]; then
     printf 'mount-integration: kept %s\n' "$T" >&2
   else
@@ -110,20 +131,20 @@ check() {
   if eval "$2"; then pass "$1"; else fail "$1" "${@:3}"; fi
 }
 
-# Runs a command without stopping the step; leaves RC, OUT and ERR.
+# Runs a command without stopping the step, and sets RC, OUT and ERR.
 run() {
   OUT=$("$@" 2>"$T/stderr") && RC=0 || RC=$?
   ERR=$(<"$T/stderr")
 }
 
-track_pid() { echo "$1" >>"$PIDS"; }
+track_pid() { echo "$1 $(start_time "$1" || echo gone)" >>"$PIDS"; }
 track_mount() { echo "$1" >>"$MOUNTS"; }
 
-# The pid of the newest daemon serving mount point $1 (its argv holds
-# `cli.js mount MERGED -o ...`).
+# Prints the pid of the newest daemon serving mount point $1 (its argv
+# contains `cli.js mount MERGED -o ...`).
 daemon_pid() { pgrep -n -f -- "cli\\.js mount $1 -o" || true; }
 
-# After a mount of $1: records it and sets DPID to its daemon's pid.
+# Records a mount of $1 and sets DPID to its daemon's pid.
 register() {
   track_mount "$1"
   DPID=$(daemon_pid "$1")
@@ -148,8 +169,8 @@ wait_exit() {
   return 1
 }
 
-# The daemon log holds pino JSON lines; a clean stop logs "unmounted" and
-# nothing at error (50) or fatal (60) level.
+# Succeeds when daemon $1 logged a clean stop: "unmounted", and nothing at
+# error (50) or fatal (60) level. The log contains pino JSON lines.
 logged_clean_stop() {
   grep -qE "\"pid\":$1,.*\"msg\":\"unmounted\"" "$DAEMON_LOG" &&
     ! grep -qE "\"level\":(50|60),\"time\":[0-9]+,\"pid\":$1," "$DAEMON_LOG"
@@ -161,7 +182,7 @@ unmount_and_wait() {
   [[ -z ${2:-} ]] || wait_exit "$2" || true
 }
 
-# A fresh layer stack in $T/$1: two lowers, an empty upper and workdir.
+# Creates a layer stack in $T/$1: two lowers, an empty upper and workdir.
 # Sets S (the stack dir), M (its mount point) and OPTS (the -o string).
 new_stack() {
   S=$T/$1
@@ -175,14 +196,15 @@ new_stack() {
   OPTS="lowerdir=$S/lower1:$S/lower2,upperdir=$S/upper,workdir=$S/work"
 }
 
-# mount -t fuse.tsoverlay tsoverlay MERGED -o OPTS, as an admin types it.
+# Mounts $1 with `mount -t fuse.tsoverlay tsoverlay $1 -o $2`, as an admin
+# would type it.
 mount_fuse() {
   run mount -t fuse.tsoverlay tsoverlay "$1" -o "$2"
   if is_mounted "$1"; then register "$1"; else DPID=""; fi
 }
 
-# A listing of a tree: path, type, permissions, link target and content
-# digest, sorted. Times and inode numbers are left out.
+# Prints a sorted listing of a tree: path, type, permissions, link target
+# and content digest. Times and inode numbers are left out.
 snapshot() {
   (
     cd "$1"
@@ -202,8 +224,9 @@ snapshot() {
 
 is_whiteout() { [[ $(stat -c '%F %t:%T' "$1" 2>/dev/null) == 'character special file 0:0' ]]; }
 
-# The wrapper mount.fuse3 runs: it logs its argv and the PATH it was given,
-# then runs the checkout's CLI with a log file, so the daemon's stop shows.
+# Creates the wrapper that mount.fuse3 runs. It logs its argv and the PATH
+# it was given, then runs the checkout's CLI with a log file, which records
+# how the daemon stops.
 setup_wrapper() {
   mkdir -p "$T/bin"
   cat >"$T/bin/tsoverlay" <<EOF
@@ -215,7 +238,7 @@ printf '%s\\0' "\$@" >'$T/last-argv'
 exec '$NODE' '$CLI' "\$@" --log-file '$DAEMON_LOG'
 EOF
   chmod 755 "$T/bin/tsoverlay"
-  # Keep whatever /usr/local/sbin holds reachable next to the wrapper.
+  # Keep the contents of /usr/local/sbin reachable next to the wrapper.
   local f
   for f in /usr/local/sbin/*; do
     [[ -e $f && $(basename "$f") != tsoverlay ]] && ln -s "$f" "$T/bin/"
@@ -265,8 +288,8 @@ step2() {
   echo "== step 2: fstab line of type fuse.tsoverlay"
   new_stack s2
   local fstab=$T/fstab
-  # nofail and x-systemd.* are for mount(8) and systemd; the program must
-  # not see them.
+  # nofail and x-systemd.* are for mount(8) and systemd, so the program
+  # must not see them.
   printf 'tsoverlay %s fuse.tsoverlay %s,nofail,x-systemd.requires-mounts-for=%s 0 0\n' \
     "$M" "$OPTS" "$S/lower1" >"$fstab"
   info "fstab: $(cat "$fstab")"
@@ -282,7 +305,7 @@ step2() {
   if is_mounted "$M"; then register "$M"; fi
   check "2.3 mount -a -T FSTAB works" \
     '[[ $RC == 0 && $(cat "$M/b" 2>&1) == "b from lower2" ]]' "exit $RC: $ERR"
-  # Kernel overlayfs: a second `mount -a` says "already mounted", exits 0.
+  # Kernel overlayfs: a second `mount -a` prints "already mounted" and exits 0.
   run mount -a -T "$fstab"
   local count
   count=$(mount_count "$M")
@@ -333,7 +356,7 @@ step4() {
   info "a daemon started by mount(8) is not our child: its exit status shows only in step 7"
 }
 
-# Starts a process with its cwd in $1/dir and $1/b open on fd 3; sets HOLDER.
+# Starts a process with its cwd in $1/dir and $1/b open on fd 3. Sets HOLDER.
 start_holder() {
   (cd "$1/dir" && exec sleep 300) 3<"$1/b" &
   HOLDER=$!
@@ -398,7 +421,7 @@ write_changes() {
   dd if=/dev/urandom of="$1/big" bs=1M count=4 status=none
 }
 
-# A dead mount must fail at once with ENOTCONN instead of hanging.
+# Checks that a dead mount fails at once with ENOTCONN instead of hanging.
 check_dead_mount() {
   run timeout 5 ls "$M"
   check "$1 dead mount fails at once" '[[ $RC != 0 && $RC != 124 ]]' "exit $RC"
@@ -460,7 +483,8 @@ step6() {
   unmount_and_wait "$M"
 }
 
-# Waits for child $1 at most WAIT_EXIT seconds; returns its status, or 124.
+# Waits at most WAIT_EXIT seconds for child $1. Returns its exit status, or
+# 124 on timeout.
 timeout_wait() {
   wait_exit "$1" || return 124
   wait "$1"
@@ -573,12 +597,16 @@ step9() {
   unmount_and_wait "$M" "$DPID"
 }
 
-step10() {
-  echo "== step 10: layer mounts moved after mounting"
-  local side base o got pid=""
-  local -A reads=() writes=()
+# Mounts kernel overlayfs and tsoverlay on layers in a tmpfs, then does $1
+# to that tmpfs. "move" moves it elsewhere, as an initrd does with /run.
+# "detach" unmounts it lazily, as systemd's switch-root does with the
+# initrd's mounts. Kernel overlayfs keeps references to its layers, and its
+# result is the expected one. Sets KERNEL_READ, KERNEL_WRITE, OURS_READ and
+# OURS_WRITE.
+layers_gone() {
+  local how=$1 side base o got read pid=""
   for side in kernel ours; do
-    base=$T/s10-$side
+    base=$T/s10-$how-$side
     mkdir -p "$base"/{layers,moved,merged}
     mount -t tmpfs tmpfs "$base/layers"
     track_mount "$base/layers"
@@ -592,18 +620,32 @@ step10() {
       mount_fuse "$base/merged" "$o"
       pid=$DPID
     fi
-    # What an initramfs does with /run before switch_root.
-    mount --move "$base/layers" "$base/moved"
-    track_mount "$base/moved"
-    reads[$side]=$(cat "$base/merged/f" 2>&1 || true)
+    if [[ $how == move ]]; then
+      mount --move "$base/layers" "$base/moved"
+      track_mount "$base/moved"
+    else
+      # Keep a way to the upper to look at, then detach the layers.
+      mount --bind "$base/layers" "$base/moved"
+      track_mount "$base/moved"
+      umount -l "$base/layers"
+    fi
+    read=$(cat "$base/merged/f" 2>&1 || true)
     got=$( (echo new >"$base/merged/new" && cat "$base/moved/upper/new") 2>&1 || true)
-    writes[$side]=$got
-    info "$side after the move: read '${reads[$side]}', write '${writes[$side]}'"
+    info "$side after $how: read '$read', write '$got'"
+    if [[ $side == kernel ]]; then KERNEL_READ=$read KERNEL_WRITE=$got; else OURS_READ=$read OURS_WRITE=$got; fi
     unmount_and_wait "$base/merged" "$pid"
     umount "$base/moved"
   done
-  check "10.1 lower still read after move" '[[ ${reads[ours]} == "${reads[kernel]}" ]]'
-  check "10.2 writes still land after move" '[[ ${writes[ours]} == "${writes[kernel]}" ]]'
+}
+
+step10() {
+  echo "== step 10: layer mounts moved or detached after mounting"
+  layers_gone move
+  check "10.1 lower still read after move" '[[ $OURS_READ == "$KERNEL_READ" ]]'
+  check "10.2 writes still land after move" '[[ $OURS_WRITE == "$KERNEL_WRITE" ]]'
+  layers_gone detach
+  check "10.3 lower still read after detach" '[[ $OURS_READ == "$KERNEL_READ" ]]'
+  check "10.4 writes still land after detach" '[[ $OURS_WRITE == "$KERNEL_WRITE" ]]'
 }
 
 # Copies bash and the libraries it needs into $1: a root a chroot can run.
@@ -618,19 +660,18 @@ mini_root() {
   done
 }
 
-step11() {
-  echo "== step 11: boot rehearsal (docs/boot.md)"
-  local B=$T/s11
-  local R=$B/initrd
+# Builds the initrd's root in $R: the system's /usr, the program, and the
+# layers under /.tsoverlay (lower root and upper storage), a path the new
+# root cannot reach.
+build_initrd() {
+  local B=$1
   mkdir -p "$B"/{initrd,lowerroot,upperfs}
   mini_root "$B/lowerroot"
   echo "lower root" >"$B/lowerroot/etc/marker"
   mount -t tmpfs tmpfs "$B/upperfs"
   track_mount "$B/upperfs"
   mkdir -p "$B/upperfs"/{upper,work}
-
-  # The initrd's root: the system's /usr, the program, and the layers under
-  # /.tsoverlay, a path the new root cannot reach.
+  R=$B/initrd
   mount -t tmpfs tmpfs "$R"
   track_mount "$R"
   mkdir -p "$R"/{usr,etc,dev,proc,newroot,.tsoverlay/lower,.tsoverlay/upperfs} "$R$REPO"
@@ -650,61 +691,136 @@ step11() {
   done
   mount -t proc proc "$R/proc"
   track_mount "$R/proc"
+}
 
-  # Started from the initrd as a root storage daemon: argv[0] begins with @.
+# Starts the daemon chrooted in the initrd's root, as a root storage daemon
+# (argv[0] begins with @), serving /newroot. Sets BOOT_PID.
+start_root_daemon() {
   local o="lowerdir=/.tsoverlay/lower,upperdir=/.tsoverlay/upperfs/upper"
   o+=",workdir=/.tsoverlay/upperfs/work,dev,suid"
   chroot "$R" /bin/bash -c "exec -a @tsoverlay node $CLI mount -f -o $o \
-    --log-file /.tsoverlay/upperfs/daemon.log /newroot" 2>"$B/daemon.err" &
-  local pid=$!
-  track_pid "$pid"
+    --log-file /.tsoverlay/upperfs/daemon.log /newroot" 2>"$T/s11/daemon.err" &
+  BOOT_PID=$!
+  track_pid "$BOOT_PID"
   track_mount "$R/newroot"
-  if ! wait_mounted "$R/newroot"; then
+  wait_mounted "$R/newroot"
+}
+
+# What the new system checks from inside its root, with bash builtins only.
+NEW_ROOT_PROBE='
+  read -r marker </etc/marker && echo "marker=$marker"
+  if [[ -e /.tsoverlay ]]; then echo "layers=visible"; else echo "layers=hidden"; fi
+  [[ -e /proc/self/cmdline ]] && echo "proc=yes"
+  n=0 at=0
+  for d in /proc/[0-9]*; do
+    n=$((n + 1))
+    IFS= read -r -d "" arg0 <"$d/cmdline" || true
+    [[ $arg0 == @* ]] && at=$((at + 1))
+  done
+  echo "procs=$n at=$at"
+  echo "$1" >"/$1" && echo "write=ok"'
+
+step11() {
+  echo "== step 11: boot rehearsal (docs/boot.md)"
+  build_initrd "$T/s11"
+  local B=$T/s11 rc
+
+  # A: the new system runs in its own PID and mount namespaces, and the
+  # switch to the new root happens inside them. So the daemon's view of its
+  # layers never changes, and the new system cannot see or kill it.
+  if ! start_root_daemon; then
     fail "11.1 daemon mounts the new root" "$(head -c 500 "$B/daemon.err")"
     return
   fi
   pass "11.1 daemon mounts the new root"
-  check "11.2 daemon argv[0] starts with @" '[[ $(head -c1 "/proc/$pid/cmdline") == @ ]]'
-
-  # switch_root without pivot_root: the new root goes over the initrd's.
-  (cd "$R/newroot" && mount --move . "$R")
-  track_mount "$R"
-  # The new system, in a PID namespace of its own, sees neither the daemon
-  # nor the layers.
-  run unshare --pid --fork --mount-proc --root="$R" /bash -c '
-    read -r marker </etc/marker && echo "marker=$marker"
-    if [[ -e /.tsoverlay ]]; then echo "layers=visible"; else echo "layers=hidden"; fi
-    [[ -e /proc/self/cmdline ]] && echo "proc=yes"
-    n=0 at=0
-    for d in /proc/[0-9]*; do
-      n=$((n + 1))
-      IFS= read -r -d "" arg0 <"$d/cmdline" || true
-      [[ $arg0 == @* ]] && at=$((at + 1))
-    done
-    echo "procs=$n at=$at"
-    echo booted >/booted && echo "write=ok"'
+  run unshare --pid --fork --mount --propagation private -- bash -c '
+    mount --move "$1/newroot" "$1" &&
+      exec unshare --mount-proc --root="$1" /bash -c "$2" probe booted-a' \
+    switch "$R" "$NEW_ROOT_PROBE"
   info "new root says: $(tr '\n' ' ' <<<"$OUT") $ERR"
-  check "11.3 new root shows lower root" '[[ $OUT == *"marker=lower root"* ]]'
-  check "11.4 new root cannot see layers" '[[ $OUT == *"layers=hidden"* ]]'
-  check "11.5 new root cannot see daemon" '[[ $OUT == *"proc=yes"* && $OUT == *" at=0"* ]]'
-  check "11.6 new root writes reach upper" '[[ $(cat "$B/upperfs/upper/booted" 2>&1) == booted ]]'
-  check "11.7 daemon alive after the switch" 'alive "$pid"'
+  check "11.2 new root shows lower root" '[[ $OUT == *"marker=lower root"* ]]'
+  check "11.3 new root cannot see layers" '[[ $OUT == *"layers=hidden"* ]]'
+  check "11.4 new root cannot see daemon" \
+    '[[ $OUT == *"proc=yes"* && $OUT == *" at=0"* && $OUT == *"write=ok"* ]]'
+  check "11.5 new root writes reach upper" \
+    '[[ $(cat "$B/upperfs/upper/booted-a" 2>&1) == booted-a ]]'
+  check "11.6 daemon's mount unmoved outside" 'is_mounted "$R/newroot" && alive "$BOOT_PID"'
+  # Shutdown: once the new system is gone, unmounting the root stops the
+  # daemon.
+  umount "$R/newroot" || umount -l "$R/newroot"
+  timeout_wait "$BOOT_PID" && rc=0 || rc=$?
+  check "11.7 daemon exits 0 at unmount" '[[ $rc == 0 ]]' "exit $rc"
 
-  # Shutdown: once the new root is unmounted the daemon exits by itself.
-  local rc
+  # B: switch-root in the same namespaces, as systemd's switch_root() in
+  # src/shared/switch-root.c does it when pivot_root is not possible. It
+  # detaches every other mount of the initrd lazily, layers included, then
+  # moves the new root over the initrd's root. argv[0] '@' keeps the daemon
+  # out of systemd's killing spree. Kernel overlayfs would keep serving,
+  # because it keeps references to its layers.
+  if ! start_root_daemon; then
+    fail "11.8 daemon mounts the new root again" "$(head -c 500 "$B/daemon.err")"
+    return
+  fi
+  check "11.8 daemon argv[0] starts with @" '[[ $(head -c1 "/proc/$BOOT_PID/cmdline") == @ ]]'
+  (
+    cd "$R/newroot"
+    umount -l "$R/.tsoverlay/lower" "$R/.tsoverlay/upperfs"
+    mount --move . "$R"
+  )
+  track_mount "$R"
+  run unshare --mount-proc --root="$R" /bash -c "$NEW_ROOT_PROBE" probe booted-b
+  info "new root says: $(tr '\n' ' ' <<<"$OUT") $ERR"
+  check "11.9 switched root shows lower root" '[[ $OUT == *"marker=lower root"* ]]'
+  check "11.10 switched root sees @ daemon" '[[ $OUT == *"proc=yes"* && $OUT != *" at=0"* ]]'
+  check "11.11 switched root writes reach upper" \
+    '[[ $(cat "$B/upperfs/upper/booted-b" 2>&1) == booted-b ]]'
+  check "11.12 daemon alive after the switch" 'alive "$BOOT_PID"'
   umount "$R" || umount -l "$R"
-  timeout_wait "$pid" && rc=0 || rc=$?
-  check "11.8 daemon exits 0 at unmount" '[[ $rc == 0 ]]' "exit $rc"
+  timeout_wait "$BOOT_PID" && rc=0 || rc=$?
+  check "11.13 daemon exits 0 at unmount" '[[ $rc == 0 ]]' "exit $rc"
+}
+
+step12() {
+  echo "== step 12: initrd root helper (examples/initrd/tsoverlay-root-helper)"
+  new_stack s12
+  local helper=$S/tsoverlay-root-helper log=$S/daemon.log pid
+  sed -e "s#^NODE=.*#NODE=$NODE#" -e "s#^CLI=.*#CLI=$CLI#" -e "s#^LOG=.*#LOG=$log#" \
+    "$REPO/examples/initrd/tsoverlay-root-helper" >"$helper"
+  chmod 755 "$helper"
+  # The PROGRAM#SOURCE form runs the helper by path, as the initrd's
+  # /usr/sbin/tsoverlay would run for type fuse.tsoverlay.
+  run mount -t fuse "$helper#tsoverlay" "$M" -o "$OPTS"
+  local mounted_on_return=no
+  if is_mounted "$M"; then
+    mounted_on_return=yes
+    track_mount "$M"
+  fi
+  pid=$(pgrep -n -f -- "cli\\.js tsoverlay $M -o" || true)
+  [[ -z $pid ]] || track_pid "$pid"
+  check "12.1 mount through helper exits 0" '[[ $RC == 0 ]]' "exit $RC: $ERR"
+  check "12.2 mounted when mount returns" '[[ $mounted_on_return == yes ]]'
+  check "12.3 daemon argv[0] starts with @" \
+    '[[ -n $pid && $(head -c1 "/proc/$pid/cmdline") == @ ]]'
+  check "12.4 lower files visible" '[[ $(cat "$M/a" 2>&1) == "a from lower1" ]]'
+  run umount "$M"
+  check "12.5 umount stops the daemon" \
+    '[[ $RC == 0 ]] && wait_exit "$pid" && grep -q "\"msg\":\"unmounted\"" "$log"'
+
+  run mount -t fuse "$helper#tsoverlay" "$M" -o "$OPTS,bogus"
+  if is_mounted "$M"; then track_mount "$M"; fi
+  check "12.6 bad option fails with message" '[[ $RC != 0 && $ERR == *bogus* ]]' "exit $RC: $ERR"
+  check "12.7 nothing left after failure" \
+    '! is_mounted "$M" && [[ -z $(pgrep -f -- "cli\\.js tsoverlay $M -o") ]]'
 }
 
 # ---------------------------------------------------------------------------
 
 setup_wrapper
-steps=${MIT_STEPS:-1 2 3 4 5 6 7 8 9 10 11}
+steps=${MIT_STEPS:-1 2 3 4 5 6 7 8 9 10 11 12}
 for n in $steps; do
   declare -F "step$n" >/dev/null || die "no step $n"
   # Each step runs in a subshell with errexit, so an unexpected failure ends
-  # only that step; it is counted as a failed check.
+  # only that step, which then counts as a failed check.
   set +e
   (
     set -eE

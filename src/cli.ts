@@ -4,7 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import yargs from 'yargs';
-import { serve, spawnBackground } from './daemon';
+import { serve, sourceFor, spawnBackground } from './daemon';
 import { parseMountOptions, ParamError } from './params';
 
 const pkg = JSON.parse(fs.readFileSync(`${__dirname}/../package.json`, 'utf8')) as { version: string };
@@ -39,6 +39,13 @@ async function mount(args: MountArgs): Promise<number> {
     return 1;
   }
 
+  if (isAlreadyMounted(args.mountpoint, sourceFor(params))) {
+    // mount -a finds no match for an fstab source other than ours, and runs
+    // the helper again; a second overlay on top would hide the first.
+    process.stderr.write(`tsoverlay: '${args.mountpoint}' is already mounted with these layers\n`);
+    return 0;
+  }
+
   if (!args.foreground) {
     const childArgs = ['mount', args.mountpoint, ...args.options.flatMap((o) => ['-o', o]), '--log-level', args.logLevel];
     if (args.logFile !== undefined) childArgs.push('--log-file', args.logFile);
@@ -51,6 +58,28 @@ async function mount(args: MountArgs): Promise<number> {
 // Unmounts with fusermount3, falling back to umount(8). A busy mount (files
 // still open) is detached lazily, so the name is free at once and the daemon
 // exits when the last file closes.
+// Mount points and sources in mountinfo escape space, tab, newline and
+// backslash as octal.
+function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+function isAlreadyMounted(mountpoint: string, source: string): boolean {
+  let target: string;
+  try {
+    target = fs.realpathSync(mountpoint);
+  } catch {
+    return false;
+  }
+  for (const line of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const fields = line.split(' ');
+    const dash = fields.indexOf('-');
+    if (dash < 0 || unescapeMountinfo(fields[4]) !== target) continue;
+    if (fields[dash + 1] === 'fuse.tsoverlay' && unescapeMountinfo(fields[dash + 2]) === source) return true;
+  }
+  return false;
+}
+
 function umount(mountpoint: string): number {
   const attempts: [string, string[]][] = [
     ['fusermount3', ['-u', mountpoint]],

@@ -30,7 +30,8 @@ export interface MountRequest {
 // link leaves the kernel's cache of another name stale, the overlay drops
 // that cache (Overlay.sharedChanged).
 const BASE_FUSE_OPTIONS = [
-  'use_ino', 'big_writes', 'max_write=131072', 'atomic_o_trunc', 'kernel_cache',
+  // nonempty: the kernel overlay mounts over a non-empty directory too.
+  'use_ino', 'nonempty', 'big_writes', 'max_write=131072', 'atomic_o_trunc', 'kernel_cache',
   'entry_timeout=86400', 'attr_timeout=86400', 'negative_timeout=86400',
 ];
 
@@ -68,7 +69,11 @@ function report(readyFd: number | undefined, message: string): void {
 }
 
 export function serve(request: MountRequest): void {
-  const log = createLogger({ level: request.logLevel, file: request.logFile });
+  // A background daemon must not write to stderr: the pipe closes once the
+  // mount is ready. Without --log-file its logs go nowhere.
+  const background = request.readyFd !== undefined;
+  const logFile = request.logFile ?? (background ? '/dev/null' : undefined);
+  const log = createLogger({ level: request.logLevel, file: logFile });
   const { params, mountpoint, readyFd } = request;
 
   const fail = (message: string, err?: unknown) => {
@@ -148,23 +153,33 @@ export function serve(request: MountRequest): void {
 
 // Starts serve() in a detached child and waits until it reports. Exits 0
 // once the mount is ready, as mount helpers do.
+// The child's stderr comes back through a pipe until the mount is ready, so
+// that libfuse's own messages reach the user; after that nothing holds the
+// caller's stderr open (podman waits for it to close).
 export function spawnBackground(argv: string[]): Promise<number> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [...process.execArgv, ...argv, '--foreground', '--ready-fd', '3'], {
       detached: true,
-      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
     });
     let output = '';
+    let stderr = '';
     const pipe = child.stdio[3] as NodeJS.ReadableStream;
+    const errPipe = child.stderr as NodeJS.ReadableStream & { destroy(): void };
     pipe.setEncoding('utf8');
+    errPipe.setEncoding('utf8');
     pipe.on('data', (chunk: string) => (output += chunk));
+    errPipe.on('data', (chunk: string) => (stderr += chunk));
     pipe.on('end', () => {
       if (output.startsWith('ready')) {
+        errPipe.destroy();
         child.unref();
         resolve(0);
         return;
       }
-      process.stderr.write(`tsoverlay: ${output.replace(/^error: /, '') || 'the mount daemon exited before the mount was ready\n'}`);
+      const reason = output.replace(/^error: /, '') || 'the mount daemon exited before the mount was ready\n';
+      const details = stderr.trim() === '' ? '' : `${stderr.trim().replace(/^/gm, '  ')}\n`;
+      process.stderr.write(`tsoverlay: ${reason}${details}`);
       resolve(1);
     });
   });

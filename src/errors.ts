@@ -19,7 +19,12 @@ export function errnoError(code: string, syscall: string, path?: string): ErrnoE
   if (errno === undefined) throw new TypeError(`unknown errno code ${code}`);
 
   const where = path === undefined ? '' : ` '${path}'`;
+  // These errors are answers to requests, not faults: a stack trace would
+  // cost more than the request itself.
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
   const err = new Error(`${code}: ${describe(code)}, ${syscall}${where}`) as ErrnoError;
+  Error.stackTraceLimit = limit;
   err.code = code;
   err.errno = -errno;
   err.syscall = syscall;

@@ -25,7 +25,7 @@ export class ParamError extends Error {}
 // Generic mount flags that libfuse 2.9 understands and applies itself.
 const fuseFlags = new Set([
   'allow_other', 'allow_root', 'default_permissions', 'dev', 'nodev', 'suid', 'nosuid',
-  'exec', 'noexec', 'async', 'sync', 'atime', 'noatime', 'dirsync', 'auto_unmount',
+  'exec', 'noexec', 'async', 'sync', 'atime', 'noatime', 'dirsync', 'auto_unmount', 'nonempty',
 ]);
 
 // Flags mount(8) or fstab pass along that mean nothing to the daemon.

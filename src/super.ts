@@ -76,16 +76,15 @@ export function checkLayers(params: MountParams, mountpoint: string) {
   return { lowers, upper, work, merged };
 }
 
-// Opens a layer root and returns the fd and the path prefix to reach the
-// layer by. A layer at or below the mount point is reached through its fd,
-// because after mounting its path leads into the overlay itself.
-function openLayer(realPath: string, merged: string, fds: number[]) {
+// Opens a layer root and returns the fd and the path prefix that reaches the
+// layer through it ("@FD", see host/native.ts). Like the kernel, which holds
+// references to its layers, the overlay then keeps working when a layer's
+// mount moves or is lazily unmounted (switch_root does that), and a layer
+// below the mount point stays reachable under the mount.
+function openLayer(realPath: string, fds: number[]) {
   const fd = fs.openSync(realPath, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   fds.push(fd);
-  if (isInside(realPath, merged)) return { fd, root: `/proc/${process.pid}/fd/${fd}` };
-
-  const binary = toBinaryPath(realPath);
-  return { fd, root: binary === '/' ? '' : binary };
+  return { fd, root: `@${fd}` };
 }
 
 // The UUID origin records carry; zeros where the filesystem reports none.
@@ -117,7 +116,7 @@ function initUpperUuid(upper: string, prefix: string, log: Logger): void {
 
 // Empties WORKDIR/work, which holds only half-made copies and whiteouts of
 // an interrupted operation, and creates it when missing.
-function prepareWorkdir(workdir: string, log: Logger): string {
+function prepareWorkdir(workdir: string, log: Logger, fds: number[]): string {
   const workPath = path.join(workdir, 'work');
   try {
     fs.rmSync(workPath, { recursive: true, force: true });
@@ -126,13 +125,13 @@ function prepareWorkdir(workdir: string, log: Logger): string {
   }
   fs.mkdirSync(workPath, { mode: 0 });
   fs.chmodSync(workPath, 0);
-  return toBinaryPath(workPath);
+  return openLayer(workPath, fds).root;
 }
 
 function probeRenameWhiteout(workPath: string, log: Logger): boolean {
   const probe = `${workPath}/#probe-${process.pid}`;
   try {
-    fs.writeFileSync(Buffer.from(probe, 'latin1'), '');
+    host.close(host.open(probe, host.O_WRONLY | host.O_CREAT | host.O_EXCL, 0o600));
     host.rename(probe, `${probe}.moved`, host.RENAME_WHITEOUT);
     host.unlink(probe);
     host.unlink(`${probe}.moved`);
@@ -159,7 +158,7 @@ export function prepareSuper(params: MountParams, mountpoint: string, log: Logge
   const addLayer = (realPath: string, isUpper: boolean) => {
     const dev = fs.statSync(realPath, { bigint: true }).dev;
     if (!devs.includes(dev)) devs.push(dev);
-    const { fd, root } = openLayer(realPath, merged, layerFds);
+    const { fd, root } = openLayer(realPath, layerFds);
     layers.push({
       index: layers.length,
       root,
@@ -177,7 +176,7 @@ export function prepareSuper(params: MountParams, mountpoint: string, log: Logge
   let workPath: string | undefined;
   let renameWhiteout = false;
   if (upper !== undefined && work !== undefined && !params.readOnly) {
-    workPath = prepareWorkdir(work, log);
+    workPath = prepareWorkdir(work, log, layerFds);
     initUpperUuid(upper, params.userxattr ? 'user.overlay.' : 'trusted.overlay.', log);
     renameWhiteout = probeRenameWhiteout(workPath, log);
   }

@@ -1,6 +1,6 @@
-// Small workloads for scripts/bench/run.js that a shell loop would drown in
-// process start-up: creating many files, and loops of single calls whose
-// cost per call is the point. Loops print nanoseconds per call on stdout.
+// Workloads for scripts/bench/run.js whose cost a shell loop would hide
+// behind process start-up: creating many files, and loops of single calls.
+// Loops print nanoseconds per call on stdout.
 //
 //   benchtool create DIR COUNT SIZE    mkdir DIR, then COUNT files of SIZE bytes
 //   benchtool stat FILE COUNT          stat(2) COUNT times

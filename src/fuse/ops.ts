@@ -59,7 +59,6 @@ export function makeOperations(ov: Overlay, log: Logger, caller: { context: Uint
     read: (path, fd, buf, len, pos, cb) => handle('read', path, cb, () => ov.files.read(fd, buf, len, pos), asCount(cb)),
     write: (path, fd, buf, len, pos, cb) => handle('write', path, cb, () => ov.files.write(fd, buf, len, pos), asCount(cb)),
     release: (path, fd, cb) => handle('release', path, cb, () => ov.files.release(fd), done(cb)),
-    flush: (_path, _fd, cb) => cb(0),
     fsync: (path, datasync, fd, cb) => handle('fsync', path, cb, () => ov.files.fsync(fd, datasync !== 0), done(cb)),
     ftruncate: (path, fd, size, cb) => handle('ftruncate', path, cb, () => ov.files.ftruncate(fd, size), done(cb)),
 

@@ -4,6 +4,23 @@
 // char code 0..255 is one byte, so non-UTF-8 names survive. Use toBinaryPath
 // and fromBinaryPath in ./stat to convert. Paths longer than PATH_MAX (4096)
 // bytes throw ENAMETOOLONG. All calls are synchronous.
+//
+// A path may name its base directory by an open fd: "@N" is the directory
+// open as fd N itself, and "@N/a/b" is "a/b" relative to it, resolved with
+// the *at() syscalls (slashes after N are skipped). A layer reached this way
+// keeps working after its mount is moved or lazily unmounted. Only '@', then
+// decimal digits, then the end or '/' has this meaning. Any other path
+// ("@x", "@1x", "rel/@1") resolves as usual, against the working directory.
+// The bare "@N" resolves "." against fd N, so N must be a directory.
+// An N above 2^31-1 gives EBADF. Errors carry the path as given ("@18/a/b").
+// The fd does not confine the path: "@N/../x" leaves the directory, as with
+// openat. The symlink target argument is stored as given, never read so.
+//
+// The xattr calls on "@N" paths use getxattrat and its kin (Linux 6.13) with
+// AT_SYMLINK_NOFOLLOW. Where those are missing (ENOSYS, or a seccomp filter
+// that rejects them), they open the object O_PATH|O_NOFOLLOW and reach it
+// through /proc/self/fd, which needs /proc. TSOVERLAY_NO_XATTRAT=1 in the
+// environment when the addon loads forces that fallback.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -35,7 +52,7 @@ export interface HostFunctions {
   /** lstat that returns 0 or a negative errno instead of throwing. */
   tryLstat(path: string, out: BigInt64Array): number;
   fstat(fd: number, out: BigInt64Array): void;
-  /** name_to_handle_at(AT_FDCWD, path, 0): the filesystem's handle of path. */
+  /** name_to_handle_at(dirfd, path, 0): the filesystem's handle of path. */
   nameToHandle(path: string): { type: number; handle: Buffer };
   /** open_by_handle_at; needs CAP_DAC_READ_SEARCH. O_CLOEXEC is added. */
   openByHandle(mountFd: number, type: number, handle: ArrayBufferView, flags: number): number;
@@ -85,6 +102,10 @@ export interface HostFunctions {
     mtimeSec: number,
     mtimeNsec: number,
   ): void;
+  /**
+   * truncate(2). For "@N" paths: a directory is EISDIR and any other
+   * non-regular file EINVAL, as truncate(2) gives, and is never opened.
+   */
   truncate(path: string, length: number): void;
   ftruncate(fd: number, length: number): void;
 
@@ -114,6 +135,8 @@ export interface HostFunctions {
   pwrite(fd: number, buf: ArrayBufferView, offset: number): number;
   fsync(fd: number): void;
   fdatasync(fd: number): void;
+  /** True if xattr calls on "@N" paths use the *xattrat syscalls, false on the /proc fallback. */
+  xattratInUse(): boolean;
 }
 
 export interface HostConstants {

@@ -2,7 +2,7 @@
 
 export interface Layer {
   index: number; // 0 is the topmost layer
-  root: string; // binary path prefix of the layer's tree ('' for '/')
+  root: string; // "@FD": the layer's tree, reached through its open root fd
   displayPath: string; // the path the user gave, resolved, for logs
   isUpper: boolean;
   fsIndex: number; // distinct filesystems numbered in layer order

@@ -109,7 +109,8 @@ function resolveChild(ov: Overlay, path: string): Node | null {
 
 // In a lower layer, an OCI `.wh.NAME` file whites out NAME below it.
 function isMarkedWhiteout(ov: Overlay, layer: Layer, realDir: string, name: string): boolean {
-  if (!ov.whiteoutMarkers || layer.isUpper) return false;
+  // A marker for a name longer than 251 bytes cannot exist.
+  if (!ov.whiteoutMarkers || layer.isUpper || name.length + WH_PREFIX.length > 255) return false;
   const marker = (realDir === '/' ? '/' : realDir + '/') + WH_PREFIX + name;
   return tryLstat(marker, newStatBuffer());
 }

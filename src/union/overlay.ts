@@ -99,7 +99,7 @@ export class Overlay {
 }
 
 export function realPathIn(layer: Layer, path: string): string {
-  return path === '/' ? layer.root || '/' : layer.root + path;
+  return path === '/' ? layer.root : layer.root + path;
 }
 
 export function parentOf(path: string): string {

@@ -22,7 +22,7 @@ function build(s: Stack) {
   const [l1, l2] = s.lowers;
   writeFiles(l1, {
     f: 'hello', suid: 'suid', sgid: 'sgid', ro: 'read only', zero: 'zero', 'dir/child': 'child',
-    'a/b/c/f': 'deep', hl1: 'linked', nw: 'world', cap: 'cap',
+    'a/b/c/f': 'deep', hl1: 'linked', nw: 'world', cap: 'cap', 'shut/open': 'open',
   });
   writeFiles(l2, { 'dir/below': 'below', 'a/b/other': 'other' });
   const l = (rel: string) => path.join(l1, rel);
@@ -37,6 +37,8 @@ function build(s: Stack) {
   fs.chmodSync(l('ro'), 0o444);
   fs.chmodSync(l('zero'), 0);
   fs.chmodSync(l('nw'), 0o6777);
+  fs.chmodSync(l('shut'), 0o755);
+  fs.chmodSync(l('shut/open'), 0o666);
   fs.chmodSync(l('dir'), 0o750);
   fs.chownSync(l('dir'), 1234, 5678);
   setxattr(l('dir'), 'user.d', 'dir');
@@ -98,6 +100,24 @@ pairTest('utimes lower file to the ns', 2, build, (pair) => {
 
 pairTest('touch -a lower file', 2, build, (pair) => {
   expectSameEffect(pair, (s) => run('touch', ['-a', '-d', '2010-01-02 03:04:05.123456789', m(s, 'f')]).status);
+});
+
+pairTest('utimes lower dir', 2, build, (pair) => {
+  expectSameEffect(pair, (s) => sys('utime', m(s, 'dir'), '1234567890123456789', '1234567891987654321'));
+});
+
+pairTest('touch -h lower symlink', 2, build, (pair) => {
+  expectSameEffect(pair, (s) => run('touch', ['-h', '-d', '2012-01-02 03:04:05.5', m(s, 'sym')]).status);
+});
+
+pairTest('touch sets current time', 2, build, (pair) => {
+  const r = onBoth(pair, (s) => {
+    const before = statOf(m(s, 'f')).mtimeNs;
+    run('touch', [m(s, 'f')]);
+    return statOf(m(s, 'f')).mtimeNs > before;
+  });
+  expect(r.kernel).toBe(true);
+  expect(r.ours).toBe(r.kernel);
 });
 
 pairTest('touch -m lower file', 2, build, (pair) => {
@@ -168,6 +188,20 @@ pairTest('user write drops setuid', 2, build, (pair) => {
   ], { uid: NOBODY, gid: NOBODY }), ['nw']);
 });
 
+pairTest('user write in root-owned lower dir', 2, build, (pair) => {
+  // The copy-up creates shut/ in the upper with the mounter's rights.
+  expectSameEffect(pair, (s) => sysops([
+    ['open', m(s, 'shut/open'), ['O_WRONLY', 'O_APPEND']], ['write', 'fd', '!'], ['close', 'fd'],
+  ], { uid: NOBODY, gid: NOBODY }).map((x) => x.r), ['shut/open']);
+});
+
+pairTest('user chmod of root file', 2, build, (pair) => {
+  const { result } = expectSameEffect(pair, (s) => sysops([['chmod', m(s, 'f'), 0o777]], {
+    uid: NOBODY, gid: NOBODY,
+  })[0].r);
+  expect(result).toBe('EPERM');
+});
+
 pairTest('open for write without writing', 2, build, (pair) => {
   expectSameEffect(pair, (s) => fs.closeSync(fs.openSync(m(s, 'f'), 'r+')));
 });
@@ -206,8 +240,8 @@ pairTest('O_TRUNC copies no data', 2, build, (pair) => {
 pairTest('sparse copy-up keeps holes', 2, build, (pair) => {
   expectSameEffect(pair, (s) => outcome(() => fs.chmodSync(m(s, 'sparse'), 0o600)));
   const blocks = onBoth(pair, (s) => Number(statOf(path.join(s.upper, 'sparse')).blocks));
-  // A fully allocated 64 MiB file has 131072 blocks of 512 bytes; the
-  // kernel copies in 1 MiB chunks, so allocates about 2048.
+  // A fully allocated 64 MiB file has 131072 blocks of 512 bytes. The
+  // kernel copies in 1 MiB chunks and allocates about 2048.
   expect(blocks.kernel).toBeLessThan(131072 / 8);
   expect(blocks.ours).toBeLessThan(131072 / 8);
 });
@@ -232,7 +266,7 @@ pairTest('open lower fifo for write', 2, build, (pair) => {
   expectSameEffect(pair, (s) => sysops([['open', m(s, 'fifo'), ['O_WRONLY', 'O_NONBLOCK']]])[0].r);
 });
 
-// setcap comes from libcap2-bin; without it the capability tests are skipped.
+// setcap comes from libcap2-bin, and without it the capability tests are skipped.
 const capTest: typeof pairTest = hasSetcap ? pairTest : (name) => test.skip(name, () => undefined);
 
 capTest('setxattr keeps capability', 2, build, (pair) => {
@@ -256,7 +290,10 @@ capTest('append drops capability', 2, build, (pair) => {
 pairTest('xattrs of copied-up file', 2, build, (pair) => {
   const r = onBoth(pair, (s) => {
     fs.chmodSync(m(s, 'f'), 0o640);
-    return [sys('listxattr', m(s, 'f')), sys('getxattr', m(s, 'f'), 'user.b'), sys('getxattr', m(s, 'f'), 'trusted.mine')];
+    return [
+      sys('listxattr', m(s, 'f')), sys('getxattr', m(s, 'f'), 'user.b'),
+      sys('getxattr', m(s, 'f'), 'trusted.mine'),
+    ];
   });
   expect(r.ours).toEqual(r.kernel);
 });

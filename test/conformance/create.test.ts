@@ -107,6 +107,14 @@ pairTest('link upper file', 2, build, (pair) => {
   ], ['']);
 });
 
+pairTest('link then unlink original', 2, build, (pair) => {
+  expectSameEffect(pair, (s) => [
+    outcome(() => fs.linkSync(m(s, 'lf'), m(s, 'hl'))),
+    outcome(() => fs.unlinkSync(m(s, 'lf'))),
+    statOf(m(s, 'hl')).nlink,
+  ], ['', 'lf']);
+});
+
 pairTest('link to a directory', 2, build, (pair) => {
   const r = onBoth(pair, (s) => outcome(() => fs.linkSync(m(s, 'ld'), m(s, 'ldl'))));
   expect(r.kernel).toBe('EPERM');
@@ -205,7 +213,9 @@ pairTest('setgid dir gives its group', 2, build, (pair) => {
 });
 
 pairTest('setgid bit on file by non-member', 2, build, (pair) => {
-  expectSameEffect(pair, (s) => asNobody([['open', m(s, 'sg/f'), ['O_CREAT', 'O_WRONLY'], 0o2755], ['close', 'fd']]), ['sg']);
+  expectSameEffect(pair, (s) => asNobody([
+    ['open', m(s, 'sg/f'), ['O_CREAT', 'O_WRONLY'], 0o2755], ['close', 'fd'],
+  ]), ['sg']);
 });
 
 pairTest('create with mode bits', 2, build, (pair) => {

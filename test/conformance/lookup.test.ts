@@ -3,11 +3,11 @@
 // symlinks and unusual names change that. The kernel's result is expected.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import { mountPair, outcome, snapshot, type Pair, type Stack } from '../helpers/overlay';
 import {
   attempt, fixedBuild, hexPath, kindOf, makeWhiteout, onBoth, pairTest, run, setOpaque, sys, sysCode, view,
-  writeFiles,
+  writeFiles, yieldEventLoop,
 } from '../helpers/conformance';
 
 const long255 = 'n'.repeat(255);
@@ -95,6 +95,7 @@ beforeAll(() => {
   pair = mountPair('lookup', 3, fixedBuild(build));
 });
 afterAll(() => pair?.cleanup());
+beforeEach(yieldEventLoop);
 
 const read = (s: Stack, rel: string) => attempt(() => fs.readFileSync(path.join(s.merged, rel), 'utf8'));
 const list = (s: Stack, rel: string) => attempt(() => fs.readdirSync(path.join(s.merged, rel)).sort());

@@ -3,10 +3,10 @@
 // progress shows while entries come and go. The kernel's result is expected.
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, expect, test } from 'vitest';
+import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import { mountPair, type Pair, type Stack } from '../helpers/overlay';
 import {
-  fixedBuild, kindOf, lsA, makeWhiteout, onBoth, pairTest, sys, sysops, writeFiles,
+  fixedBuild, kindOf, lsA, makeWhiteout, onBoth, pairTest, sys, sysops, writeFiles, yieldEventLoop,
 } from '../helpers/conformance';
 
 function addSpecials(dir: string, prefix: string) {
@@ -40,6 +40,7 @@ beforeAll(() => {
   pair = mountPair('readdir', 2, fixedBuild(build));
 });
 afterAll(() => pair?.cleanup());
+beforeEach(yieldEventLoop);
 
 const merged = (s: Stack, rel: string) => path.join(s.merged, rel);
 

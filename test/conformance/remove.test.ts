@@ -71,7 +71,9 @@ pairTest('nobody rmdir in closed dir', 2, build, (pair) => {
 });
 
 pairTest('nobody unlink in sticky dir', 2, build, (pair) => {
-  expectSameEffect(pair, (s) => asNobody([['unlink', m(s, 'sticky/rootf')], ['unlink', m(s, 'sticky/mine')]]), ['sticky']);
+  expectSameEffect(pair, (s) => asNobody([
+    ['unlink', m(s, 'sticky/rootf')], ['unlink', m(s, 'sticky/mine')],
+  ]), ['sticky']);
 });
 
 pairTest('nobody unlink in open dir', 2, build, (pair) => {
@@ -83,7 +85,9 @@ pairTest('unlink symlink to dir', 2, build, (pair) => {
 });
 
 pairTest('unlink lower fifo and device', 2, build, (pair) => {
-  expectSameEffect(pair, (s) => [outcome(() => fs.unlinkSync(m(s, 'fifo'))), outcome(() => fs.unlinkSync(m(s, 'null')))], ['', 'fifo', 'null']);
+  expectSameEffect(pair, (s) => [
+    outcome(() => fs.unlinkSync(m(s, 'fifo'))), outcome(() => fs.unlinkSync(m(s, 'null'))),
+  ], ['', 'fifo', 'null']);
 });
 
 pairTest('rmdir empty lower and upper dirs', 2, build, (pair) => {

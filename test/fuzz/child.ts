@@ -17,7 +17,7 @@ function runRequest(line: string): string {
   return JSON.stringify({ result: new Side(request.root).run(request.op) });
 }
 
-// Reads lines from fd with blocking reads; returns when the writer closes.
+// Serves requests with blocking reads until the runner closes its end.
 function serve(requestPath: string, replyPath: string): void {
   const input = fs.openSync(requestPath, 'r');
   const output = fs.openSync(replyPath, 'w');

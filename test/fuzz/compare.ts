@@ -1,5 +1,5 @@
-// Whole-tree snapshots for the differential runner: the merged view as a
-// program sees it, and an upper layer in its on-disk form, both keyed by
+// Whole-tree snapshots for the differential runner: the merged view through
+// the mount, and an upper layer in its on-disk form, both keyed by
 // byte-exact path, plus a field-by-field diff of two snapshots.
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -16,20 +16,20 @@ export interface TreeEntry {
   nlink: string;
   size?: string;
   sha?: string;
-  blocks?: string;
+  holes?: string;
   target?: EncodedPath;
   rdev?: string;
   xattrs: string;
   peers?: string;
   mtime: string;
-  // Used to find peers and to track changed times; never compared.
+  // Used to find peers and to track changed times, and never compared.
   ino: bigint;
 }
 
 export type Snapshot = Map<EncodedPath, TreeEntry>;
 
-// Fields in the order a diff reports them; 'mtime' only for clean paths.
-const FIELDS = ['type', 'mode', 'uid', 'gid', 'nlink', 'size', 'sha', 'blocks', 'target', 'rdev', 'xattrs', 'peers', 'mtime'] as const;
+// Fields in the order a diff reports them. 'mtime' counts only for clean paths.
+const FIELDS = ['type', 'mode', 'uid', 'gid', 'nlink', 'size', 'sha', 'holes', 'target', 'rdev', 'xattrs', 'peers', 'mtime'] as const;
 type Field = (typeof FIELDS)[number] | 'presence';
 
 function hashFile(file: Buffer): string {
@@ -96,7 +96,10 @@ export function snapshotTree(root: string, options: SnapshotOptions = {}): Snaps
     const file = fullPath(root, rel);
     let type = typeName(st);
     if (options.layer && type === 'chr' && st.rdev === 0n) type = 'whiteout';
-    const items = (xattrs.get(rel) ?? []).filter((x) => !x.startsWith('security.') && !OPTIONAL_OVERLAY_XATTRS.some((p) => x.startsWith(p)));
+    const items = (xattrs.get(rel) ?? [])
+      .filter((x) => !x.startsWith('security.') && !OPTIONAL_OVERLAY_XATTRS.some((p) => x.startsWith(p)))
+      // The uuid is random for each new upper, so only its presence compares.
+      .map((x) => (x.startsWith('trusted.overlay.uuid=') ? 'trusted.overlay.uuid=(set)' : x));
     const entry: TreeEntry = {
       path: rel,
       type,
@@ -111,7 +114,9 @@ export function snapshotTree(root: string, options: SnapshotOptions = {}): Snaps
     if (type === 'file') {
       entry.size = String(st.size);
       entry.sha = hashFile(file);
-      if (options.layer) entry.blocks = String(st.blocks);
+      // Whether a large file kept its holes. Raw block counts also include
+      // an xattr block, which depends on how many xattrs the file has.
+      if (options.layer && st.size >= 1024n * 1024n) entry.holes = st.blocks * 512n + 65536n < st.size ? 'yes' : 'no';
     } else if (type === 'symlink') {
       entry.size = String(st.size);
       try {
@@ -173,7 +178,7 @@ export interface Diff {
   ours: string;
 }
 
-// Compares two snapshots; times count only where timesComparable says so.
+// Compares two snapshots. Times count only where timesComparable returns true.
 export function diffSnapshots(kernel: Snapshot, ours: Snapshot, timesComparable: (p: EncodedPath) => boolean): Diff[] {
   const diffs: Diff[] = [];
   const paths = [...new Set([...kernel.keys(), ...ours.keys()])].sort();
@@ -194,7 +199,7 @@ export function diffSnapshots(kernel: Snapshot, ours: Snapshot, timesComparable:
   return diffs;
 }
 
-// Names left in a workdir after unmount; the kernel leaves only work/.
+// Names left in a workdir after unmount, to compare the two workdirs.
 export function listWorkdir(work: string): string[] {
   const out: string[] = [];
   const walk = (rel: EncodedPath) => {

@@ -1,7 +1,8 @@
 // Differences between tsoverlay and kernel overlayfs that are understood
-// and accepted. The runner skips a mismatch that an entry matches: a view
-// difference is dropped and the sequence goes on; a step difference ends
-// the sequence, because the two mounts no longer hold the same state.
+// and accepted. The runner skips a mismatch that an entry matches. A
+// snapshot difference is dropped and the sequence goes on. A step
+// difference ends the sequence, because the two mounts no longer have the
+// same state.
 import type { Op } from './ops';
 
 // One difference as the runner found it: a step result, or one field of

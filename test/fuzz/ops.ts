@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import fc from 'fast-check';
-import { contentChunk } from './stack';
+import { contentChunk, type PathPools } from './stack';
 import { runShell, errnoFromMessage } from './shell';
 import { decodeName, encodeName, fullPath, type EncodedPath } from './paths';
 
@@ -17,7 +17,7 @@ export type OpKind =
 
 export type Identity = 'root' | 'nobody';
 
-// One step. Which fields are set depends on op; `as` is the caller for
+// One step. Which fields are set depends on op. `as` is the caller, for
 // operations that need no open descriptor.
 export interface Op {
   op: OpKind;
@@ -61,41 +61,53 @@ const FILE_SLOTS = [0, 1, 2];
 const DIR_SLOTS = [0, 1];
 
 export interface OpArbitraryOptions {
-  paths: EncodedPath[];
+  pools: PathPools;
   nobodyShare: number;
+}
+
+// Draws from the non-empty pools with the given weights.
+function poolArbitrary(parts: Array<[EncodedPath[], number]>): fc.Arbitrary<EncodedPath> {
+  const usable = parts.filter(([paths]) => paths.length > 0);
+  if (usable.length === 0) return fc.constant('missing');
+  return fc.oneof(...usable.map(([paths, weight]) => ({ arbitrary: fc.constantFrom(...paths), weight })));
 }
 
 // Draws one operation. No arbitrary here uses map(), so fast-check can
 // shrink a sequence it did not draw itself (a replayed prefix).
 export function opArbitrary(options: OpArbitraryOptions): fc.Arbitrary<Op> {
-  const path = fc.constantFrom(...options.paths);
+  const { files, dirs, others, hidden, fresh } = options.pools;
+  const path = poolArbitrary([[files, 4], [dirs, 3], [others, 2], [hidden, 1], [fresh, 2]]);
+  const filePath = poolArbitrary([[files, 7], [others, 1], [hidden, 1], [fresh, 2], [dirs, 1]]);
+  const dirPath = poolArbitrary([[dirs, 6], [files, 1], [hidden, 1], [fresh, 2]]);
+  const newPath = poolArbitrary([[fresh, 5], [files, 2], [dirs, 1], [hidden, 2], [others, 1]]);
+  const gonePath = poolArbitrary([[files, 5], [others, 2], [dirs, 1], [hidden, 1], [fresh, 1]]);
   const nobodyWeight = Math.round(options.nobodyShare * 100);
   const as = fc.oneof({ arbitrary: fc.constant<Identity>('root'), weight: 100 - nobodyWeight }, { arbitrary: fc.constant<Identity>('nobody'), weight: nobodyWeight });
-  const slot = fc.constantFrom(...FILE_SLOTS);
+  const slot = fc.constantFrom(0, 0, 1, 2);
   const offset = fc.constantFrom(0, 1, 100, 4095, 4096, 131071, MiB, 3 * MiB + 5);
   const length = fc.constantFrom(1, 10, 4096, 131073, 300000);
   const size = fc.constantFrom(0, 1, 50, 4096, 131073, 2 * MiB + 3);
   const fill = fc.integer({ min: 0, max: 255 });
   const fileMode = fc.constantFrom(0o644, 0o600, 0o755, 0o4755, 0o2755, 0o000, 0o777, 0o1777, 0o444);
   const xattrName = fc.constantFrom('user.a', 'user.b', 'user.big', 'trusted.t', 'trusted.overlay.opaque', 'trusted.overlay.x');
-  const target = fc.constantFrom('tgt', '../up', '/abs/path', '.', ...options.paths.slice(0, 6));
+  const target = fc.constantFrom('tgt', '../up', '/abs/path', '.', ...files.slice(0, 3), ...dirs.slice(0, 3));
   const owner = fc.constantFrom(0, NOBODY, 1000, -1);
   const c = <K extends OpKind>(k: K) => fc.constant(k);
   const w = (weight: number, arbitrary: fc.Arbitrary<Op>) => ({ weight, arbitrary });
 
   return fc.oneof(
-    w(10, fc.record({ op: c('open'), path, flags: fc.constantFrom(...OPEN_FLAGS), mode: fc.constantFrom(0o644, 0o600, 0o777, 0o4755), slot: fc.constantFrom(-1, ...FILE_SLOTS), as })),
-    w(8, fc.record({ op: c('write'), path, offset, length, fill, flags: fc.constantFrom('wronly', 'wronly,append'), as })),
-    w(4, fc.record({ op: c('truncate'), path, size, as })),
-    w(5, fc.record({ op: c('read'), path, as })),
+    w(12, fc.record({ op: c('open'), path: filePath, flags: fc.constantFrom(...OPEN_FLAGS), mode: fc.constantFrom(0o644, 0o600, 0o777, 0o4755), slot: fc.constantFrom(-1, 0, 0, 1, 2), as })),
+    w(8, fc.record({ op: c('write'), path: filePath, offset, length, fill, flags: fc.constantFrom('wronly', 'wronly,append'), as })),
+    w(4, fc.record({ op: c('truncate'), path: filePath, size, as })),
+    w(5, fc.record({ op: c('read'), path: filePath, as })),
     w(4, fc.record({ op: c('stat'), path, as })),
-    w(6, fc.record({ op: c('unlink'), path, as })),
-    w(5, fc.record({ op: c('mkdir'), path, mode: fc.constantFrom(0o755, 0o777, 0o700, 0o1777, 0o2755), as })),
-    w(4, fc.record({ op: c('rmdir'), path, as })),
-    w(8, fc.record({ op: c('rename'), path, to: path, as })),
-    w(3, fc.record({ op: c('link'), path, to: path, as })),
-    w(3, fc.record({ op: c('symlink'), path, target, as })),
-    w(2, fc.record({ op: c('mkfifo'), path, mode: fc.constantFrom(0o644, 0o600, 0o666), as })),
+    w(6, fc.record({ op: c('unlink'), path: gonePath, as })),
+    w(5, fc.record({ op: c('mkdir'), path: newPath, mode: fc.constantFrom(0o755, 0o777, 0o700, 0o1777, 0o2755), as })),
+    w(4, fc.record({ op: c('rmdir'), path: dirPath, as })),
+    w(8, fc.record({ op: c('rename'), path, to: fc.oneof(newPath, path), as })),
+    w(3, fc.record({ op: c('link'), path: filePath, to: newPath, as })),
+    w(3, fc.record({ op: c('symlink'), path: newPath, target, as })),
+    w(2, fc.record({ op: c('mkfifo'), path: newPath, mode: fc.constantFrom(0o644, 0o600, 0o666), as })),
     w(3, fc.record({ op: c('chmod'), path, mode: fileMode, as })),
     w(2, fc.record({ op: c('chown'), path, uid: owner, gid: owner, nofollow: fc.boolean(), as })),
     w(3, fc.record({ op: c('utimes'), path, time: fc.constantFrom(0, 1, 2), which: fc.constantFrom<'both' | 'mtime' | 'atime'>('both', 'mtime', 'atime'), nofollow: fc.boolean(), as })),
@@ -104,13 +116,13 @@ export function opArbitrary(options: OpArbitraryOptions): fc.Arbitrary<Op> {
     w(1, fc.record({ op: c('getxattr'), path, name: xattrName, nofollow: fc.boolean(), as })),
     w(1, fc.record({ op: c('listxattr'), path, nofollow: fc.boolean(), as })),
     w(1, fc.record({ op: c('readlink'), path, as })),
-    w(4, fc.record({ op: c('readdir'), path, as })),
+    w(4, fc.record({ op: c('readdir'), path: dirPath, as })),
     w(3, fc.record({ op: c('fwrite'), slot, offset, length, fill })),
     w(3, fc.record({ op: c('fread'), slot, offset, length })),
     w(2, fc.record({ op: c('fstat'), slot })),
     w(2, fc.record({ op: c('ftruncate'), slot, size })),
     w(2, fc.record({ op: c('close'), slot })),
-    w(1, fc.record({ op: c('opendir'), path, slot: fc.constantFrom(...DIR_SLOTS) })),
+    w(2, fc.record({ op: c('opendir'), path: dirPath, slot: fc.constantFrom(...DIR_SLOTS) })),
     w(2, fc.record({ op: c('readdirNext'), slot: fc.constantFrom(...DIR_SLOTS), count: fc.constantFrom(1, 2, 5) })),
     w(1, fc.record({ op: c('closedir'), slot: fc.constantFrom(...DIR_SLOTS) })),
     w(3, fc.record({ op: c('check') })),
@@ -176,7 +188,7 @@ export function typeName(st: fs.BigIntStats | fs.Dirent<string | Buffer>): strin
   return 'unknown';
 }
 
-// The stat fields the runner compares; directory sizes depend on the
+// The stat fields the runner compares. Directory sizes depend on the
 // history of the host directory, so they are left out.
 export function statSummary(st: fs.BigIntStats): string {
   const type = typeName(st);
@@ -278,7 +290,9 @@ export class Side {
         else fs.chownSync(file, op.uid ?? -1, op.gid ?? -1);
         return 'ok';
       case 'utimes': {
-        const which = op.which === 'mtime' ? ['-m'] : op.which === 'atime' ? ['-a'] : [];
+        const which: string[] = [];
+        if (op.which === 'mtime') which.push('-m');
+        if (op.which === 'atime') which.push('-a');
         // -c: never create the file, so this stays a pure utimensat.
         return this.tool(['touch', '-c', ...h, ...which, '-d', TIMES[op.time ?? 0], '--', file]);
       }
@@ -290,12 +304,12 @@ export class Side {
       case 'getxattr': {
         const r = runShell(['getfattr', '--absolute-names', ...h, '-n', op.name ?? 'user.a', '-e', 'hex', '--', file]);
         if (r.status !== 0) return errnoFromMessage(r.output);
-        return `ok:${parseXattrDump(r.output).join(';')}`;
+        return `ok:${parseXattrDump(r.output, this.root).join(';')}`;
       }
       case 'listxattr': {
         const r = runShell(['getfattr', '--absolute-names', ...h, '-d', '-m', '-', '-e', 'hex', '--', file]);
         if (r.status !== 0) return errnoFromMessage(r.output);
-        return `ok:${parseXattrDump(r.output).filter((x) => !x.startsWith('security.')).join(';')}`;
+        return `ok:${parseXattrDump(r.output, this.root).filter((x) => !x.startsWith('security.')).join(';')}`;
       }
       case 'readlink': return `ok:target=${encodeName(fs.readlinkSync(file, { encoding: 'buffer' }))}`;
       case 'readdir': {
@@ -366,7 +380,7 @@ export class Side {
     try {
       fs.closeSync(fd);
     } catch {
-      // A descriptor on a mount that went away; nothing left to release.
+      // The mount went away with the descriptor, so nothing is left to release.
     }
   }
 
@@ -426,10 +440,13 @@ function readAll(file: Buffer): string {
   }
 }
 
-// Turns getfattr -d -e hex output into sorted 'name=0xhex' items.
-export function parseXattrDump(output: Buffer): string[] {
+// Turns getfattr -d -e hex output into sorted 'name=0xhex' items. getfattr
+// also prints per-xattr errors that name the file, so the mount root is cut.
+export function parseXattrDump(output: Buffer, root: string): string[] {
   return output
     .toString('latin1')
+    .split(root)
+    .join('')
     .split('\n')
     .filter((line) => line !== '' && !line.startsWith('#') && !line.startsWith('getfattr:'))
     .sort();

@@ -1,9 +1,9 @@
-// Differential runner: builds a random layer stack from a seed, mounts one
-// copy with kernel overlayfs and one with tsoverlay, applies the same random
-// steps to both and compares every result, the merged views at checkpoints,
-// the upper layers after unmount, and each upper mounted by the other side.
-// A mismatch is shrunk with fast-check to a short step list and saved as a
-// regression case in test/fuzz/regressions/.
+// Differential runner. It builds a random layer stack from a seed, mounts
+// one copy with kernel overlayfs and one with tsoverlay, and applies the same
+// random steps to both. It compares every step's result, the merged views at
+// checkpoints, the upper layers after unmount, and each upper mounted by the
+// other implementation. A mismatch is shrunk with fast-check to a short step
+// list and saved as a regression case in test/fuzz/regressions/.
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,8 +12,8 @@ import { mountKernel, mountTsoverlay, unmount, repoRoot } from '../helpers/overl
 import { diffSnapshots, listWorkdir, snapshotTree, type Diff, type Snapshot } from './compare';
 import { knownDifferences, type KnownDifference, type MismatchCase } from './known-differences';
 import { describeOp, NOBODY, opArbitrary, Side, touchedPaths, type Op } from './ops';
-import { baseOf, fullPath, parentOf, type EncodedPath } from './paths';
-import { buildStack, generateStack, stackDirs, withoutEntry, type EntrySpec, type LayerSpec, type StackDirs, type StackOptions, type StackSpec } from './stack';
+import { baseOf, encodeName, fullPath, parentOf, type EncodedPath } from './paths';
+import { buildStack, generateStack, stackDirs, withoutEntry, type EntrySpec, type LayerSpec, type PathPools, type StackDirs, type StackOptions, type StackSpec } from './stack';
 
 export interface StepRecord {
   index: number;
@@ -24,13 +24,13 @@ export interface StepRecord {
 
 export interface Mismatch {
   where: MismatchCase['where'];
-  // The step that differed; ops.length for comparisons after the last step.
+  // The step that differed, or ops.length for comparisons after the last step.
   index: number;
   op?: Op;
   kernel: string;
   ours: string;
   diffs?: Diff[];
-  // Short signatures of the difference; shrinking keeps the first one.
+  // Short signatures of the difference. Shrinking keeps the first one.
   keys: string[];
   log?: string;
 }
@@ -60,7 +60,7 @@ const TEMP_PREFIX = path.join('/tmp', 'tsoverlay-fuzz-');
 const activeMounts = new Set<string>();
 const activeTemps = new Set<string>();
 
-// Mounts the kernel on one stack and tsoverlay on the other; returns each
+// Mounts the kernel on one stack and tsoverlay on the other. Returns each
 // side's outcome ('ok' or the error), so a mount failure compares too.
 function mountBoth(kernelDirs: StackDirs, oursDirs: StackDirs): { kernel: string; ours: string } {
   const attempt = (dir: string, mount: () => void) => {
@@ -178,6 +178,17 @@ class TimeTracker {
     }
   }
 
+  // The merged path a symlink at p resolves to, when it stays in the mount.
+  private resolved(p: EncodedPath): EncodedPath | undefined {
+    try {
+      const real = fs.realpathSync(fullPath(this.root, p), { encoding: 'buffer' });
+      const prefix = Buffer.from(`${this.root}/`);
+      return real.subarray(0, prefix.length).equals(prefix) ? encodeName(real.subarray(prefix.length)) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   private mark(p: EncodedPath | undefined, follow = false): void {
     if (p === undefined) return;
     this.dirtyNames.add(p);
@@ -200,6 +211,9 @@ class TimeTracker {
         if (/creat|trunc/.test(op.flags ?? '')) {
           this.mark(p, true);
           this.mark(parentOf(p));
+          // O_CREAT through a dangling symlink creates the link's target.
+          const target = this.resolved(p);
+          if (target !== undefined) this.mark(parentOf(target));
         }
         break;
       case 'write': case 'truncate':
@@ -266,11 +280,19 @@ export function stepKey(op: Op, kernel: string, ours: string): string {
   return `step:${op.op}${op.as === 'nobody' ? '@nobody' : ''}:${detail}`;
 }
 
-// Types and presence are short and stable, so they go into the key; other
-// values (hashes, times, modes) would make every case look new.
+// Types and presence are short and stable, so they go into the key, and so
+// do the names of xattrs that differ. Other values (hashes, times, modes)
+// would make every case look new.
 function diffKey(where: string, d: Diff): string {
-  const values = d.field === 'type' || d.field === 'presence' ? `:${d.kernel}|${d.ours}` : '';
-  return `${where}:${d.field}:${d.type}${values}`;
+  if (d.field === 'type' || d.field === 'presence') return `${where}:${d.field}:${d.type}:${d.kernel}|${d.ours}`;
+  if (d.field === 'xattrs') {
+    const items = (s: string) => new Set(s.split(';').filter((x) => x !== ''));
+    const k = items(d.kernel);
+    const o = items(d.ours);
+    const names = [...k].filter((x) => !o.has(x)).concat([...o].filter((x) => !k.has(x))).map((x) => x.split('=')[0]);
+    return `${where}:xattrs:${d.type}:${[...new Set(names)].sort().join(',')}`;
+  }
+  return `${where}:${d.field}:${d.type}`;
 }
 
 function matchesKnown(knowns: KnownDifference[], c: MismatchCase): KnownDifference | undefined {
@@ -281,7 +303,7 @@ function formatDiffs(diffs: Diff[], side: 'kernel' | 'ours'): string {
   return diffs.map((d) => `'${d.path}' ${d.field}=${d[side]}`).join('\n');
 }
 
-// Compares two snapshots; returns a mismatch unless every diff is known.
+// Compares two snapshots and returns a mismatch unless every diff is known.
 function viewMismatch(
   where: Mismatch['where'],
   index: number,
@@ -473,16 +495,16 @@ export interface CampaignOptions {
 
 export interface Sequence {
   spec: StackSpec;
-  candidates: EncodedPath[];
+  pools: PathPools;
   ops: Op[];
 }
 
 // The stack and steps of sequence seed; `--seed N --runs 1` replays it.
 export function drawSequence(seed: number, steps: number, stack: StackOptions, nobodyShare: number): Sequence {
-  const { spec, candidates } = generateStack(seed, stack);
-  const arb = fc.array(opArbitrary({ paths: candidates, nobodyShare }), { minLength: steps, maxLength: steps });
+  const { spec, pools } = generateStack(seed, stack);
+  const arb = fc.array(opArbitrary({ pools, nobodyShare }), { minLength: steps, maxLength: steps });
   const [ops] = fc.sample(arb, { seed, numRuns: 1 });
-  return { spec, candidates, ops };
+  return { spec, pools, ops };
 }
 
 let stopRequested = false;
@@ -525,13 +547,27 @@ export async function shrinkSequence(seq: Sequence, mismatch: Mismatch, options:
   let ops = prefix;
   try {
     const template = buildTemplate(seq.spec, path.join(templateRoot, 'template'));
-    const arb = fc.array(opArbitrary({ paths: seq.candidates, nobodyShare: options.nobodyShare }), { maxLength: prefix.length });
+    // Delta debugging first: drop runs of steps anywhere in the list, which
+    // fast-check's array shrinker, cutting from the front, does slowly.
+    for (let chunk = Math.ceil(ops.length / 2); chunk >= 1 && ops.length > 0; chunk = Math.floor(chunk / 2)) {
+      for (let start = 0; start < ops.length; start += chunk) {
+        const candidate = [...ops.slice(0, start), ...ops.slice(start + chunk)];
+        await tick();
+        if (reproduces(seq.spec, candidate, template)) {
+          ops = candidate;
+          start -= chunk;
+        }
+      }
+      if (chunk === 1) break;
+    }
+    const reduced = ops;
+    const arb = fc.array(opArbitrary({ pools: seq.pools, nobodyShare: options.nobodyShare }), { maxLength: Math.max(1, reduced.length) });
     const details = await fc.check(
       fc.asyncProperty(arb, async (candidate) => {
         await tick();
         return !reproduces(seq.spec, candidate, template);
       }),
-      { seed: options.seed, numRuns: 1, examples: [[prefix]] },
+      { seed: options.seed, numRuns: 1, examples: [[reduced]] },
     );
     if (details.failed && details.counterexample) ops = details.counterexample[0];
   } finally {
@@ -734,10 +770,10 @@ interface CliArgs {
 
 const USAGE = `usage: node scripts/fuzz.js [--seed N] [--runs R] [--steps S] [--soak]
   --seed N          first sequence seed (default: random); sequence i uses N+i
-  --runs R          sequences to run (default 12; --soak: no limit)
+  --runs R          sequences to run (default 30; --soak: no limit)
   --steps S         steps in each sequence (default 40; --soak: 80)
   --soak            long campaign: no run limit, 8 h time limit, longer shrinking
-  --time-limit SEC  start no sequence after SEC seconds (default 150; --soak: 28800)
+  --time-limit SEC  start no sequence after SEC seconds (default 140; --soak: 28800)
   --shrink-time SEC time for shrinking one mismatch (default 40; --soak: 300)
   --names plain     leave out names with spaces, newlines and bytes that are not UTF-8
   --max-lowers N    at most N lower layers (default 4)
@@ -750,7 +786,7 @@ const USAGE = `usage: node scripts/fuzz.js [--seed N] [--runs R] [--steps S] [--
 
 function parseArgs(argv: string[]): CliArgs {
   const args: CliArgs = {
-    seed: Math.floor(Math.random() * 1_000_000_000), runs: 12, steps: 40, soak: false,
+    seed: Math.floor(Math.random() * 1_000_000_000), runs: 30, steps: 40, soak: false,
     names: 'all', maxLowers: 4, nobodyShare: 0.2, cross: true, save: true, verbose: false,
   };
   let runsSet = false;
@@ -843,7 +879,7 @@ export async function main(argv: string[]): Promise<number> {
       seed: args.seed,
       runs: args.runs,
       steps: args.steps,
-      timeLimitMs: (args.timeLimit ?? (args.soak ? 28_800 : 150)) * 1000,
+      timeLimitMs: (args.timeLimit ?? (args.soak ? 28_800 : 140)) * 1000,
       shrinkMs: (args.shrinkTime ?? (args.soak ? 300 : 40)) * 1000,
       stack: { names: args.names, maxLowers: args.maxLowers },
       nobodyShare: args.nobodyShare,

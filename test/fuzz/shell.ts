@@ -18,7 +18,7 @@ function quote(arg: string): string {
   return `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-// Runs every call in one sh process; a Buffer argument is passed byte-exact.
+// Runs every call in one sh process. A Buffer argument is passed byte-exact.
 export function runShellBatch(calls: ShellArg[][]): ShellResult[] {
   if (calls.length === 0) return [];
   const lines: string[] = [];

@@ -15,8 +15,8 @@ export interface EntrySpec {
   mode?: number;
   uid?: number;
   gid?: number;
-  // Regular files: the size, and the byte ranges that hold data. Without
-  // extents the whole file holds data; the rest of a sparse file is holes.
+  // Regular files: the size, and the byte ranges with data. Without extents
+  // the whole file is data. In a sparse file the rest is holes.
   size?: number;
   extents?: Array<[number, number]>;
   fill?: number;
@@ -151,7 +151,9 @@ function makeUniverse(rng: Rng, options: StackOptions): Universe {
     const leafCount = depth === 0 ? 3 + rng.int(4) : 1 + rng.int(4);
     for (let i = 0; i < leafCount; i++) leaves.push(joinPath(dir, nameIn(used, 'f')));
     fresh.push(joinPath(dir, nameIn(used, 'new')));
-    let subdirs = depth === 0 ? 2 + rng.int(3) : depth < 4 ? rng.int(3) : 0;
+    let subdirs = 0;
+    if (depth === 0) subdirs = 2 + rng.int(3);
+    else if (depth < 4) subdirs = rng.int(3);
     if (forceDeep && subdirs === 0 && depth < 4) subdirs = 1;
     for (let i = 0; i < subdirs; i++) {
       const sub = joinPath(dir, nameIn(used, 'd'));
@@ -227,7 +229,7 @@ function drawTarget(rng: Rng, link: EncodedPath, universe: Universe): EncodedPat
   }
 }
 
-// Fills one layer; below lists what the layers under it show at each path.
+// Fills one layer. below maps each path to what the layers under it show.
 function drawLayer(
   rng: Rng,
   universe: Universe,
@@ -312,10 +314,22 @@ function mergeDown(below: Map<EncodedPath, EntryType>, layer: LayerSpec): Map<En
   return merged;
 }
 
+// Paths for operations, grouped by what the initial merged view shows
+// there, so steps can favour names that exist.
+export interface PathPools {
+  files: EncodedPath[];
+  dirs: EncodedPath[];
+  // Symlinks and fifos.
+  others: EncodedPath[];
+  // Names in some layer that the merged view does not show.
+  hidden: EncodedPath[];
+  // Names in no layer, and paths below files or missing directories.
+  fresh: EncodedPath[];
+}
+
 export interface GeneratedStack {
   spec: StackSpec;
-  // Paths for operations: every name in the layers, then fresh ones.
-  candidates: EncodedPath[];
+  pools: PathPools;
 }
 
 export function generateStack(seed: number, options: StackOptions): GeneratedStack {
@@ -333,9 +347,18 @@ export function generateStack(seed: number, options: StackOptions): GeneratedSta
   const upper = layersBottomUp.pop() as LayerSpec;
   const spec: StackSpec = { lowers: layersBottomUp.reverse(), upper };
   const byDepth = (a: string, b: string) => a.split('/').length - b.split('/').length;
-  const leafUnderFile = universe.leaves.slice(0, 2).map((p) => `${p}/child`);
-  const candidates = [...new Set([...[...universe.dirs, ...universe.leaves].sort(byDepth), ...universe.fresh, ...leafUnderFile])];
-  return { spec, candidates };
+  const pools: PathPools = { files: [], dirs: [], others: [], hidden: [], fresh: [] };
+  for (const p of [...universe.dirs, ...universe.leaves].sort(byDepth)) {
+    const type = below.get(p);
+    if (type === 'file') pools.files.push(p);
+    else if (type === 'dir') pools.dirs.push(p);
+    else if (type !== undefined) pools.others.push(p);
+    else if (allPaths(spec).includes(p)) pools.hidden.push(p);
+    else pools.fresh.push(p);
+  }
+  const underFiles = pools.files.slice(0, 2).map((p) => `${p}/child`);
+  pools.fresh = [...new Set([...pools.fresh, ...universe.fresh, ...underFiles])];
+  return { spec, pools };
 }
 
 export function allPaths(spec: StackSpec): EncodedPath[] {

@@ -30,6 +30,12 @@ export function fixedBuild(build: (s: Stack) => void): (s: Stack) => void {
   };
 }
 
+// Lets the worker process vitest's pending messages. Tests here are
+// synchronous, and a file that never yields for 60 s makes vitest time out.
+export function yieldEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
 // Mounts a fresh pair for one test and always cleans it up.
 export function pairTest(
   name: string,
@@ -39,11 +45,9 @@ export function pairTest(
   options: { readOnly?: boolean; extra?: string[] } = {},
 ): void {
   test(name, async () => {
-    // The steps are synchronous, so let the worker answer vitest's messages
-    // first; a file of such tests would otherwise starve its event loop.
-    await new Promise((resolve) => setImmediate(resolve));
+    await yieldEventLoop();
     const pair = mountPair('conf', lowerCount, fixedBuild(build), options);
-    // mkdtemp made the root 0700; other users must reach the mounts.
+    // mkdtemp made the root 0700, which would keep other users from the mounts.
     fs.chmodSync(path.dirname(pair.kernel.root), 0o755);
     try {
       body(pair);
@@ -93,21 +97,15 @@ export function run(cmd: string, args: string[], options: { cwd?: string; input?
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-// Runs a command as an unprivileged user with no supplementary groups.
-export function runAs(uid: number, gid: number, cmd: string, args: string[]): RunResult {
-  return run('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', cmd, ...args]);
-}
-
 export const NOBODY = 65534;
 
 const python = fs.existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const sysopsSource = fs.readFileSync(path.join(__dirname, 'sysops.py'), 'utf8');
 
-export type BytePath = string | { hex: string };
 export type Step = [string, ...unknown[]];
 export interface StepResult {
   r: string;
-  // The value the call returned; its shape depends on the step.
+  // The value the call returned, shaped by the step.
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   v?: any;
 }
@@ -241,12 +239,6 @@ export function setOpaque(dir: string, prefix = 'trusted'): void {
 export function makeWhiteout(file: string): void {
   const r = run('mknod', [file, 'c', '0', '0']);
   if (r.status !== 0) throw new Error(`mknod failed: ${r.stderr}`);
-}
-
-// Sets atime and mtime to fixed nanosecond values, so copies compare exactly.
-export function fixTimes(file: string, atimeNs = '1000000000123456789', mtimeNs = '1100000000987654321'): void {
-  const r = sys('utime', file, atimeNs, mtimeNs);
-  if (r.r !== 'ok') throw new Error(`utime ${file}: ${r.r}`);
 }
 
 export function statOf(file: string): fs.BigIntStats {

@@ -144,6 +144,9 @@ def run(step):
         return stat_dict(os.stat(to_path(args[0])))
     if op == "lstat":
         return stat_dict(os.lstat(to_path(args[0])))
+    if op == "access":
+        modes = {"F": os.F_OK, "R": os.R_OK, "W": os.W_OK, "X": os.X_OK}
+        return os.access(to_path(args[0]), modes[args[1]])
     if op == "unlink":
         return os.unlink(to_path(args[0]))
     if op == "rmdir":
@@ -167,6 +170,7 @@ def run(step):
         s.bind(to_path(args[0]))
         s.close()
         return None
+
     if op == "open":
         fd = os.open(to_path(args[0]), open_flags(args[1]), args[2] if len(args) > 2 else 0o666)
         fds[args[3] if len(args) > 3 else "fd"] = fd
@@ -181,10 +185,15 @@ def run(step):
         return stat_dict(os.fstat(fd_of(args[0])))
     if op == "ftruncate":
         return os.ftruncate(fd_of(args[0]), args[1])
+    if op == "lseek":
+        return os.lseek(fd_of(args[0]), args[1], getattr(os, args[2]))
+    if op == "fallocate":
+        return os.posix_fallocate(fd_of(args[0]), args[1], args[2])
     if op == "close":
         fd = fd_of(args[0])
         del fds[args[0]]
         return os.close(fd)
+
     if op == "readfile":
         with open(to_path(args[0]), "rb") as f:
             return f.read().decode("latin-1")
@@ -200,6 +209,7 @@ def run(step):
         return os.chown(to_path(args[0]), args[1], args[2], follow_symlinks=False)
     if op == "utime":
         return os.utime(to_path(args[0]), ns=(int(args[1]), int(args[2])), follow_symlinks=False)
+
     if op == "getxattr":
         return os.getxattr(to_path(args[0]), args[1], follow_symlinks=False).hex()
     if op == "setxattr":
@@ -210,6 +220,7 @@ def run(step):
         return sorted(os.listxattr(to_path(args[0]), follow_symlinks=False))
     if op == "removexattr":
         return os.removexattr(to_path(args[0]), args[1], follow_symlinks=False)
+
     if op == "statvfs":
         st = os.statvfs(to_path(args[0]))
         return {"namemax": st.f_namemax, "bsize": st.f_bsize, "flag": st.f_flag}
