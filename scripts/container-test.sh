@@ -97,11 +97,16 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/tsoverlay-container.XXXXXX")
 STORAGE=$TMP/storage
 PODMAN=(podman --root "$STORAGE/root" --runroot "$STORAGE/run" --tmpdir "$STORAGE/tmp"
   --network-config-dir "$STORAGE/networks" --storage-driver overlay
-  --cgroup-manager cgroupfs --events-backend file --runtime "$RUNTIME")
+  --cgroup-manager cgroupfs --events-backend file --runtime "$RUNTIME"
+  --runtime-flag "root=$STORAGE/runtime")
 # Image copies stage their files in TMPDIR (/var/tmp by default).
 mkdir -p "$STORAGE/tmp" "$STORAGE/networks"
 export TMPDIR=$STORAGE/tmp
 PARTIAL=""     # a cache file being written, removed if we stop early
+# Image copies also write a cache of blob digests under /var/lib/containers,
+# whatever --root says, so remove it afterwards if this run created it.
+BLOB_CACHE=/var/lib/containers/cache/blob-info-cache-v1.boltdb
+[[ -e /var/lib/containers ]] && OWN_BLOB_CACHE=0 || OWN_BLOB_CACHE=1
 
 unmount_under() {
   local dir=$1 target
@@ -120,6 +125,10 @@ cleanup() {
     "${PODMAN[@]}" system reset --force >/dev/null 2>&1 || true
     unmount_under "$TMP" || true
     rm -rf "$TMP"
+  fi
+  if [[ $OWN_BLOB_CACHE == 1 ]]; then
+    rm -f "$BLOB_CACHE"
+    rmdir "$(dirname "$BLOB_CACHE")" /var/lib/containers 2>/dev/null || true
   fi
   if [[ ${#TIMINGS[@]} -gt 0 ]]; then
     say "timings:"

@@ -65,11 +65,20 @@ export function checkLayers(params: MountParams, mountpoint: string) {
     if (fs.statSync(upper).dev !== fs.statSync(work).dev) {
       throw new ParamError(`Invalid workdir '${work}': workdir and upperdir '${upper}' must reside under the same mount`);
     }
+    // As in the kernel, upperdir and workdir may sit inside a lower layer,
+    // but a lower layer inside either of them loops (ELOOP).
     for (const [i, lower] of lowers.entries()) {
       for (const [role, p] of [['upperdir', upper], ['workdir', work]] as const) {
-        if (isInside(lower, p) || isInside(p, lower)) {
-          throw new ParamError(`Invalid lowerdir ${i + 1} '${lower}': it overlaps ${role} '${p}'; layers must not contain each other`);
+        if (isInside(lower, p)) {
+          throw new ParamError(`Invalid lowerdir ${i + 1} '${lower}': overlapping lowerdir path, it lies inside ${role} '${p}'; move the lower layer out of it`);
         }
+      }
+    }
+  }
+  for (const [i, lower] of lowers.entries()) {
+    for (const [j, other] of lowers.entries()) {
+      if (i !== j && isInside(lower, other)) {
+        throw new ParamError(`Invalid lowerdir ${i + 1} '${lower}': overlapping lowerdir path, it lies inside lowerdir ${j + 1} '${other}'; lower layers must not contain each other`);
       }
     }
   }

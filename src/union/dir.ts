@@ -189,10 +189,14 @@ export function rename(ov: Overlay, fromPath: string, toPath: string): void {
 
   // Without redirect_dir a directory with lower parts cannot move.
   if (sourceIsDir && hasLower(ov, source)) throw errnoError('EXDEV', 'rename', fromPath);
-  if (fromPath === toPath || sameRealInode(source, target)) return;
+  if (fromPath === toPath || sameRealInode(ov, source, target)) return;
   if (target !== null && target.parts !== undefined) {
     if (!sourceIsDir) throw errnoError('EISDIR', 'rename', toPath);
-    if (readdirMerged(ov, toPath, target).names.length > 0) throw errnoError('ENOTEMPTY', 'rename', toPath);
+    // A pure upper target is left to the upper filesystem's own ENOTEMPTY,
+    // after the opaque mark below, as in the kernel.
+    if (hasLower(ov, target) && readdirMerged(ov, toPath, target).names.length > 0) {
+      throw errnoError('ENOTEMPTY', 'rename', toPath);
+    }
   } else if (target !== null && sourceIsDir) {
     throw errnoError('ENOTDIR', 'rename', toPath);
   }
@@ -205,8 +209,8 @@ export function rename(ov: Overlay, fromPath: string, toPath: string): void {
   const targetParent = copyUp(ov, parentOf(toPath));
   const upperTarget = ov.upperPathOf(toPath);
 
-  if (target !== null && target.parts !== undefined) clearTargetDir(ov, toPath, target);
   if (sourceIsDir && isMerged(targetParent) && !isOpaque(ov, upperSource)) setOpaque(ov, upperSource);
+  if (target !== null && target.parts !== undefined) clearTargetDir(ov, target);
 
   const st = newStatBuffer();
   if (sourceIsDir && tryLstat(upperTarget, st) && isWhiteoutStat(st)) {
@@ -231,9 +235,11 @@ export function rename(ov: Overlay, fromPath: string, toPath: string): void {
   if (replacedShared) ov.invalidateIno(target!.ino);
 }
 
-// rename(2) does nothing when both names are links to one inode.
-function sameRealInode(source: Node, target: Node | null): boolean {
-  if (target === null || source.layer !== target.layer) return false;
+// rename(2) does nothing when both names are links to one inode. Only upper
+// hard links are one overlay inode: the kernel gives each name of a lower
+// hard link its own, so renaming one onto the other copies up and whites out.
+function sameRealInode(ov: Overlay, source: Node, target: Node | null): boolean {
+  if (target === null || source.layer !== target.layer || !ov.layers[source.layer].isUpper) return false;
   const a = newStatBuffer();
   const b = newStatBuffer();
   host.lstat(source.realPath, a);
@@ -243,12 +249,12 @@ function sameRealInode(source: Node, target: Node | null): boolean {
 
 // Before a directory replaces an empty merged directory, the upper copy of
 // the target, holding only whiteouts, is swapped for an empty opaque one.
-function clearTargetDir(ov: Overlay, path: string, target: Node): void {
+// A target with real entries is left for rename(2) to fail with ENOTEMPTY.
+function clearTargetDir(ov: Overlay, target: Node): void {
   if (!ov.layers[target.layer].isUpper) return;
   const st = newStatBuffer();
   host.lstat(target.realPath, st);
-  if (!isDir(st) || !hasEntries(target.realPath)) return;
-  if (!onlyWhiteouts(target.realPath)) throw errnoError('ENOTEMPTY', 'rename', path);
+  if (!isDir(st) || !hasEntries(target.realPath) || !onlyWhiteouts(target.realPath)) return;
 
   const temp = ov.tempPath();
   host.mkdir(temp, Number(st[ST_MODE]) & 0o7777);

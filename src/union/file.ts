@@ -90,7 +90,8 @@ export class FileTable {
     const st = newStatBuffer();
     host.fstat(handle.fd, st);
     st[ST_INO] = handle.ino;
-    if (this.ov.hidden.has(handle.path)) st[ST_NLINK] = hiddenNlink(st[ST_NLINK]);
+    const parked = this.ov.hidden.get(handle.path);
+    if (parked !== undefined) st[ST_NLINK] = hiddenNlink(this.ov, parked, st[ST_NLINK]);
     return st;
   }
 

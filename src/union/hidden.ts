@@ -61,8 +61,10 @@ export function unlinkHidden(ov: Overlay, hiddenPath: string): void {
   if (ov.layers[node.layer].isUpper) host.unlink(node.realPath);
 }
 
-// A parked file keeps the link count it has without its merged name.
-export function hiddenNlink(nlink: bigint): bigint {
+// A parked upper file has one link fewer than its real count, the one in
+// the workdir; a parked lower file keeps the lower's count, as in the kernel.
+export function hiddenNlink(ov: Overlay, node: Node, nlink: bigint): bigint {
+  if (!ov.layers[node.layer].isUpper) return nlink;
   return nlink > 0n ? nlink - 1n : 0n;
 }
 

@@ -18,7 +18,7 @@ export function getattr(ov: Overlay, path: string): BigInt64Array {
   host.lstat(node.realPath, st);
   st[ST_INO] = node.ino;
   if (isMerged(node)) st[ST_NLINK] = 1n;
-  else if (ov.hidden.has(path)) st[ST_NLINK] = hiddenNlink(st[ST_NLINK]);
+  else if (ov.hidden.has(path)) st[ST_NLINK] = hiddenNlink(ov, node, st[ST_NLINK]);
   return st;
 }
 

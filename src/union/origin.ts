@@ -5,7 +5,7 @@
 // written here and the reverse, so inode numbers stay stable across
 // copy-up either way.
 import { host } from '../host/native';
-import { newStatBuffer, ST_INO } from '../host/stat';
+import { newStatBuffer, ST_INO, ST_MODE, ST_NLINK } from '../host/stat';
 import type { Layer } from './layer';
 import { withFsIndex } from './inode-number';
 
@@ -32,7 +32,9 @@ export function encodeOrigin(lowerPath: string, layer: Layer): Buffer | undefine
 }
 
 // Returns the overlay inode number of the origin a record names, or
-// undefined when no lower layer can open it.
+// undefined when no lower layer can open it. As in the kernel with index
+// off, a non-directory whose origin has other links keeps its own upper
+// number: the copy-up broke the link, so sharing the number would be wrong.
 export function decodeOrigin(record: Buffer, layers: Layer[]): bigint | undefined {
   if (record.length < HEADER || record[1] !== MAGIC || record[2] > record.length) return undefined;
   const type = record[4];
@@ -50,6 +52,8 @@ export function decodeOrigin(record: Buffer, layers: Layer[]): bigint | undefine
     try {
       const st = newStatBuffer();
       host.fstat(fd, st);
+      const isDirectory = (Number(st[ST_MODE]) & 0o170000) === 0o040000;
+      if (!isDirectory && st[ST_NLINK] > 1n) return undefined;
       return withFsIndex(BigInt.asUintN(64, st[ST_INO]), layer.fsIndex);
     } finally {
       host.close(fd);

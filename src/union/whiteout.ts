@@ -33,27 +33,21 @@ export function tryGetxattr(path: string, name: string): Buffer | undefined {
 }
 
 // Opaque state of a real directory: 'y' hides all lower layers, 'x' marks a
-// directory holding xattr whiteouts (kernel 6.7 and later).
+// directory holding xattr whiteouts (kernel 6.7 and later). As in the
+// kernel, only the mount's prefix counts: user.overlay.opaque only with
+// userxattr.
 export function opaqueState(ov: Overlay, realDir: string): 'y' | 'x' | undefined {
-  const names = [ov.xattrPrefix + 'opaque'];
-  if (ov.xattrPrefix !== 'user.overlay.') names.push('user.overlay.opaque');
-  for (const name of names) {
-    const value = tryGetxattr(realDir, name);
-    if (value === undefined) continue;
-    const text = value.toString('latin1');
-    if (text === 'y' || text === 'x') return text;
-  }
-  return undefined;
+  const value = tryGetxattr(realDir, ov.xattrPrefix + 'opaque');
+  if (value === undefined) return undefined;
+  const text = value.toString('latin1');
+  return text === 'y' || text === 'x' ? text : undefined;
 }
 
 // A zero-size regular file with <prefix>whiteout is a whiteout inside a
 // directory whose opaque xattr is 'x'.
 export function isXattrWhiteout(ov: Overlay, realPath: string, st: BigInt64Array): boolean {
   if (!isReg(st) || st[ST_SIZE] !== 0n) return false;
-  return (
-    tryGetxattr(realPath, ov.xattrPrefix + 'whiteout') !== undefined ||
-    tryGetxattr(realPath, 'user.overlay.whiteout') !== undefined
-  );
+  return tryGetxattr(realPath, ov.xattrPrefix + 'whiteout') !== undefined;
 }
 
 export function setOpaque(ov: Overlay, realDir: string): void {

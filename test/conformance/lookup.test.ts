@@ -92,7 +92,9 @@ function build(s: Stack) {
 let pair: Pair;
 
 beforeAll(() => {
-  pair = mountPair('lookup', 3, fixedBuild(build));
+  // The kernel treats OCI .wh. names as ordinary files; tsoverlay does so
+  // with nowhiteout_markers (see markers.test.ts for the default).
+  pair = mountPair('lookup', 3, fixedBuild(build), { extra: ['nowhiteout_markers'] });
 });
 afterAll(() => pair?.cleanup());
 beforeEach(yieldEventLoop);

@@ -191,7 +191,13 @@ pairTest('lower dir changed mid-listing', 2, buildBig, (pair) => {
   expect(r.ours).toEqual(r.kernel);
 });
 
+// A documented difference: the kernel passes an upper-only directory
+// straight through, while libfuse 2.9 lists every directory from one
+// snapshot taken at the first read. POSIX allows both; what must hold is
+// that no name repeats and no name that stayed is lost.
 pairTest('upper dir changed mid-listing', 2, buildBig, (pair) => {
   const r = onBoth(pair, (s) => listWhileChanging(merged(s, 'upper')));
-  expect(r.ours).toEqual(r.kernel);
+  expect(r.kernel.duplicates).toBe(0);
+  expect(r.kernel.keptMissing).toBe(0);
+  expect(r.ours).toEqual({ duplicates: 0, allRemovedListed: true, someAddedListed: false, keptMissing: 0 });
 });

@@ -499,7 +499,7 @@ export interface Sequence {
   ops: Op[];
 }
 
-// The stack and steps of sequence seed; `--seed N --runs 1` replays it.
+// Draws the stack and steps of one sequence. `--seed N --runs 1` replays it.
 export function drawSequence(seed: number, steps: number, stack: StackOptions, nobodyShare: number): Sequence {
   const { spec, pools } = generateStack(seed, stack);
   const arb = fc.array(opArbitrary({ pools, nobodyShare }), { minLength: steps, maxLength: steps });
@@ -632,7 +632,9 @@ export function describeResult(result: SequenceResult, ops: Op[]): string[] {
   const m = result.mismatch;
   ops.forEach((op, i) => {
     const r = byIndex.get(i);
-    const outcome = r ? (r.kernel === r.ours ? `-> ${r.kernel}` : `-> kernel ${r.kernel} | tsoverlay ${r.ours}   <== differs`) : '';
+    let outcome = '';
+    if (r && r.kernel === r.ours) outcome = `-> ${r.kernel}`;
+    else if (r) outcome = `-> kernel ${r.kernel} | tsoverlay ${r.ours}   <== differs`;
     lines.push(`  ${i + 1}. ${describeOp(op)} ${outcome}`.trimEnd());
   });
   if (m && m.where !== 'step') {
@@ -642,7 +644,9 @@ export function describeResult(result: SequenceResult, ops: Op[]): string[] {
       'cross-kernel': "kernel mount of tsoverlay's upper differs from the kernel's view",
       'cross-ours': "tsoverlay mount of the kernel's upper differs from the kernel's view",
     };
-    const when = m.index < 0 ? 'before the first step' : m.index < ops.length ? `at step ${m.index + 1}` : 'after the last step';
+    let when = 'after the last step';
+    if (m.index < 0) when = 'before the first step';
+    else if (m.index < ops.length) when = `at step ${m.index + 1}`;
     lines.push(`  ${when}: ${label[m.where]}`);
     for (const d of (m.diffs ?? []).slice(0, 12)) {
       lines.push(`     '${d.path}' (${d.type}) ${d.field}: kernel ${d.kernel || '(none)'} | tsoverlay ${d.ours || '(none)'}`);
@@ -711,7 +715,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignSum
     summary.steps += result.steps;
     summary.knownHits += result.knownHits.length;
     const m = result.mismatch;
-    const status = m ? `MISMATCH ${m.keys[0]}` : result.knownHits.length > 0 ? `ok (known: ${[...new Set(result.knownHits)].join('; ')})` : 'ok';
+    let status = 'ok';
+    if (m) status = `MISMATCH ${m.keys[0]}`;
+    else if (result.knownHits.length > 0) status = `ok (known: ${[...new Set(result.knownHits)].join('; ')})`;
     log(`sequence seed=${seed} lowers=${seq.spec.lowers.length} steps=${result.steps}/${seq.ops.length} ${Date.now() - t0} ms: ${status}`);
     if (options.verbose) log(`  ms: ${Object.entries(result.timings).map(([k, v]) => `${k}=${v}`).join(' ')}`);
     await tick();
@@ -795,12 +801,12 @@ function parseArgs(argv: string[]): CliArgs {
     const a = argv[i];
     const value = () => {
       const v = argv[++i];
-      if (v === undefined) throw new Error(`Option ${a} needs a value`);
+      if (v === undefined) throw new Error(`Missing value for option ${a}\n${USAGE}`);
       return v;
     };
     const number = () => {
       const v = Number(value());
-      if (!Number.isFinite(v)) throw new Error(`Option ${a} needs a number, got '${argv[i]}'`);
+      if (!Number.isFinite(v)) throw new Error(`Invalid value '${argv[i]}' for option ${a}: expected a number`);
       return v;
     };
     if (a === '--seed') args.seed = number();
