@@ -107,11 +107,10 @@ function filesystemUuid(fd: number): Buffer {
   return uuid;
 }
 
-// Like the kernel, gives a new, empty upper a random <prefix>uuid, which
-// identifies the overlay in its file handles.
+// Like the kernel (6.18 here), gives an upper without one a random
+// <prefix>uuid, which identifies the overlay in its file handles.
 function initUpperUuid(upper: string, prefix: string, log: Logger): void {
   const binary = toBinaryPath(upper);
-  if (fs.readdirSync(upper).length > 0) return;
   try {
     host.lgetxattr(binary, prefix + 'uuid');
   } catch {

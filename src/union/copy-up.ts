@@ -5,7 +5,7 @@
 import { host } from '../host/native';
 import {
   newStatBuffer, ST_ATIME_NSEC, ST_ATIME_SEC, ST_GID, ST_MODE, ST_MTIME_NSEC,
-  ST_MTIME_SEC, ST_RDEV, ST_SIZE, ST_UID,
+  ST_MTIME_SEC, ST_NLINK, ST_RDEV, ST_SIZE, ST_UID,
 } from '../host/stat';
 import { errnoError, isErrno } from '../errors';
 import type { Layer, Node } from './layer';
@@ -61,6 +61,9 @@ function copyUpOne(ov: Overlay, path: string, node: Node, options: CopyUpOptions
   }
 
   markImpure(ov, upperParent);
+  // The kernel's cached attributes of the object changed where a merged
+  // directory now reports nlink 1, or a lower hard link was broken.
+  if (node.parts !== undefined || st[ST_NLINK] > 1n) ov.invalidateIno(node.ino);
   // The rename changed the upper parent's times; the kernel restores them.
   restoreTimes(upperParent, parentSt);
   ov.files.reopenAfterCopyUp(path, upperPath);

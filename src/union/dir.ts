@@ -26,22 +26,23 @@ function requireUpper(ov: Overlay, syscall: string, path: string): void {
 
 // The new object belongs to the caller. Its group is the parent's when the
 // parent is setgid, as the upper filesystem would decide for the caller.
-function ownerFor(ov: Overlay, upperParent: string): [number, number] {
+function ownerFor(ov: Overlay, upperParent: string): { uid: number; gid: number; setgid: boolean } {
   const st = newStatBuffer();
   host.lstat(upperParent, st);
   const setgid = (Number(st[ST_MODE]) & S_ISGID) !== 0;
-  return [ov.caller.uid, setgid ? Number(st[ST_GID]) : ov.caller.gid];
+  return { uid: ov.caller.uid, gid: setgid ? Number(st[ST_GID]) : ov.caller.gid, setgid };
 }
 
 // Creates an object at path in the upper with make(realPath), either in
 // place or, over a whiteout, staged in the workdir and renamed over it.
 // Returns the value make returned (an fd for files).
-function createObject<T>(ov: Overlay, path: string, syscall: string, isDirectory: boolean, make: (realPath: string) => T, finish: (realPath: string, result: T) => void): T {
+function createObject<T>(ov: Overlay, path: string, syscall: string, isDirectory: boolean, make: (realPath: string) => T, finish: (realPath: string, result: T, upperParent: string) => void): T {
   requireUpper(ov, syscall, path);
   if (lookup(ov, path) !== null) throw errnoError('EEXIST', syscall, path);
   copyUp(ov, parentOf(path));
 
   const upperPath = ov.upperPathOf(path);
+  const upperParent = ov.upperPathOf(parentOf(path));
   const st = newStatBuffer();
   const overWhiteout = tryLstat(upperPath, st) && isWhiteoutStat(st);
   if (!overWhiteout && tryLstat(upperPath, st)) {
@@ -52,12 +53,12 @@ function createObject<T>(ov: Overlay, path: string, syscall: string, isDirectory
   let result: T;
   if (!overWhiteout) {
     result = make(upperPath);
-    finishOrRemove(ov, upperPath, isDirectory, () => finish(upperPath, result));
+    finishOrRemove(ov, upperPath, isDirectory, () => finish(upperPath, result, upperParent));
   } else {
     const temp = ov.tempPath();
     result = make(temp);
     finishOrRemove(ov, temp, isDirectory, () => {
-      finish(temp, result);
+      finish(temp, result, upperParent);
       if (isDirectory) {
         setOpaque(ov, temp);
         host.rename(temp, upperPath, host.RENAME_EXCHANGE);
@@ -86,12 +87,14 @@ function finishOrRemove(ov: Overlay, realPath: string, isDirectory: boolean, fin
 }
 
 // Gives the object to the caller; chown clears setuid and setgid bits, so
-// they are set again afterwards.
-function chownToCaller(ov: Overlay, realPath: string, mode: number, fd?: number): void {
-  const [uid, gid] = ownerFor(ov, realPath.slice(0, realPath.lastIndexOf('/')) || '/');
-  if (fd !== undefined) host.fchown(fd, uid, gid);
-  else host.lchown(realPath, uid, gid);
+// they are set again afterwards. A directory made in the workdir does not
+// inherit the upper parent's setgid bit by itself, so it gets it here.
+function chownToCaller(ov: Overlay, realPath: string, mode: number, upperParent: string, fd?: number, isDirectory = false): void {
+  const owner = ownerFor(ov, upperParent);
+  if (fd !== undefined) host.fchown(fd, owner.uid, owner.gid);
+  else host.lchown(realPath, owner.uid, owner.gid);
 
+  if (isDirectory && owner.setgid) mode |= S_ISGID;
   if ((mode & 0o6000) === 0) return;
   const st = newStatBuffer();
   host.lstat(realPath, st);
@@ -102,22 +105,22 @@ function chownToCaller(ov: Overlay, realPath: string, mode: number, fd?: number)
 
 export function createFile(ov: Overlay, path: string, mode: number, flags: number): number {
   const openFlags = (flags & ~(host.O_CREAT | host.O_EXCL)) | host.O_CREAT | host.O_EXCL | host.O_CLOEXEC;
-  const fd = createObject(ov, path, 'open', false, (p) => host.open(p, openFlags, mode & 0o7777), (p, fd) => chownToCaller(ov, p, mode, fd));
+  const fd = createObject(ov, path, 'open', false, (p) => host.open(p, openFlags, mode & 0o7777), (p, fd, parent) => chownToCaller(ov, p, mode, parent, fd));
   return fd;
 }
 
 export function mkdir(ov: Overlay, path: string, mode: number): void {
-  createObject(ov, path, 'mkdir', true, (p) => host.mkdir(p, mode & 0o7777), (p) => chownToCaller(ov, p, mode & 0o7777));
+  createObject(ov, path, 'mkdir', true, (p) => host.mkdir(p, mode & 0o7777), (p, _, parent) => chownToCaller(ov, p, mode & 0o7777, parent, undefined, true));
 }
 
 export function mknod(ov: Overlay, path: string, mode: number, rdev: number): void {
   // The kernel keeps 0/0 character devices for its whiteouts.
   if ((mode & S_IFMT) === S_IFCHR && rdev === 0) throw errnoError('EPERM', 'mknod', path);
-  createObject(ov, path, 'mknod', false, (p) => host.mknod(p, mode, rdev), (p) => chownToCaller(ov, p, mode));
+  createObject(ov, path, 'mknod', false, (p) => host.mknod(p, mode, rdev), (p, _, parent) => chownToCaller(ov, p, mode, parent));
 }
 
 export function symlink(ov: Overlay, target: string, path: string): void {
-  createObject(ov, path, 'symlink', false, (p) => host.symlink(target, p), (p) => chownToCaller(ov, p, 0));
+  createObject(ov, path, 'symlink', false, (p) => host.symlink(target, p), (p, _, parent) => chownToCaller(ov, p, 0, parent));
 }
 
 export function link(ov: Overlay, fromPath: string, toPath: string): void {

@@ -3,7 +3,7 @@
 // a handle left reading a lower file is moved to the upper copy once the
 // file is copied up, so it sees the writes that follow.
 import { host } from '../host/native';
-import { newStatBuffer, ST_INO, ST_NLINK } from '../host/stat';
+import { newStatBuffer, ST_INO, ST_MODE, ST_NLINK } from '../host/stat';
 import { hiddenNlink } from './hidden';
 import { errnoError } from '../errors';
 import { copyUp } from './copy-up';
@@ -13,6 +13,9 @@ import type { Overlay } from './overlay';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+const S_IXGRP = 0o010;
 
 interface Handle {
   fd: number;
@@ -47,8 +50,20 @@ export class FileTable {
     const fd = host.open(node.realPath, realFlags, 0);
     const st = newStatBuffer();
     host.fstat(fd, st);
+    const shared = st[ST_NLINK] > 1n;
+    if ((flags & host.O_TRUNC) !== 0) this.afterTruncate(fd, st, node.ino, shared);
     const inLower = !ov.layers[node.layer].isUpper;
-    return this.add({ fd, path, flags: realFlags, ino: node.ino, inLower, shared: st[ST_NLINK] > 1n });
+    return this.add({ fd, path, flags: realFlags, ino: node.ino, inLower, shared });
+  }
+
+  // The daemon truncates as root, so it does what the kernel does for an
+  // unprivileged truncate itself: drop setuid, and setgid on a group-
+  // executable file. Other names of a hard link must see the new size.
+  private afterTruncate(fd: number, st: BigInt64Array, ino: bigint, shared: boolean): void {
+    const mode = Number(st[ST_MODE]);
+    const kill = S_ISUID | ((mode & S_IXGRP) !== 0 ? S_ISGID : 0);
+    if (this.ov.caller.uid !== 0 && (mode & kill) !== 0) host.fchmod(fd, mode & 0o7777 & ~kill);
+    if (shared) this.ov.invalidateIno(ino);
   }
 
   create(path: string, mode: number, flags: number): number {

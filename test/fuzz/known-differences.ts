@@ -23,4 +23,41 @@ export interface KnownDifference {
   matches(c: MismatchCase): boolean;
 }
 
-export const knownDifferences: KnownDifference[] = [];
+const isUpperSide = (c: MismatchCase) => c.where === 'upper' || c.where === 'cross-kernel' || c.where === 'cross-ours';
+const withoutNlink = (s: string) => s.replace(/nlink=\d+/, '');
+
+// Each entry is listed in the README under "Differences from kernel overlayfs".
+export const knownDifferences: KnownDifference[] = [
+  {
+    reason: 'kernel links all its whiteouts to one shared inode and keeps it in work/',
+    matches: (c) =>
+      (c.where === 'upper' && c.entryType === 'whiteout' && (c.field === 'nlink' || c.field === 'peers')) ||
+      (c.where === 'workdir' && c.kernel.split('\n').filter((l) => !/^work\/#[0-9a-f]+$/.test(l)).join('\n') === c.ours),
+  },
+  {
+    reason: 'kernel makes whiteouts in the workdir (root group); RENAME_WHITEOUT takes a setgid parent\'s group',
+    matches: (c) => isUpperSide(c) && c.entryType === 'whiteout' && (c.field === 'gid' || c.field === 'uid'),
+  },
+  {
+    reason: 'kernel readdir of a non-merged directory lists whiteouts it then cannot stat',
+    matches: (c) =>
+      (c.field === 'presence' && c.kernel === 'lstat-error:ENOENT') ||
+      (c.where === 'step' && (c.op?.op === 'readdir' || c.op?.op === 'closedir') && c.kernel.includes(':chr')),
+  },
+  {
+    reason: 'a directory rename that fails with ENOTEMPTY may leave an opaque mark in the kernel',
+    matches: (c) => isUpperSide(c) && c.field === 'xattrs' && c.kernel.includes('opaque') && !c.ours.includes('opaque'),
+  },
+  {
+    reason: 'kernel copy-up before truncate fills holes; tsoverlay keeps them',
+    matches: (c) => isUpperSide(c) && c.field === 'holes',
+  },
+  {
+    reason: 'libfuse 2.9 cannot stat an open directory after rmdir (no path, no fh in GETATTR)',
+    matches: (c) => c.where === 'step' && c.op?.op === 'fstat' && c.ours === 'ENOENT',
+  },
+  {
+    reason: 'link count of an open, unlinked file with other names',
+    matches: (c) => c.where === 'step' && c.op?.op === 'fstat' && withoutNlink(c.kernel) === withoutNlink(c.ours),
+  },
+];

@@ -74,7 +74,7 @@ function mountBoth(kernelDirs: StackDirs, oursDirs: StackDirs): { kernel: string
   };
   return {
     kernel: attempt(kernelDirs.merged, () => mountKernel(kernelDirs)),
-    ours: attempt(oursDirs.merged, () => mountTsoverlay(oursDirs)),
+    ours: attempt(oursDirs.merged, () => mountTsoverlay(oursDirs, ['nowhiteout_markers'])),
   };
 }
 

@@ -19,7 +19,9 @@ test('regression directory has cases', () => {
 });
 
 for (const c of cases) {
-  test(`fuzz regression ${c.name}`, () => {
+  test(`fuzz regression ${c.name}`, async () => {
+    // A replay runs synchronously for seconds; let vitest's RPC through first.
+    await new Promise((resolve) => setImmediate(resolve));
     const result = replayRegression(c, knownDifferences);
     const m = result.mismatch;
     // On failure the message shows what differed: the step result or the
