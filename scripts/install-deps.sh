@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "error: run as root (apt-get installs packages): sudo $0" >&2
   exit 1
 fi
-if ! command -v node >/dev/null || ! node -e 'process.exit(+process.versions.node.split(".")[0] < 20)'; then
+if ! command -v node >/dev/null || ! node -e 'process.exit(Number(process.versions.node.split(".")[0] < 20))'; then
   echo "error: Node.js 20 or later is required (found: $(node --version 2>/dev/null || echo none))" >&2
   exit 1
 fi
