@@ -18,7 +18,7 @@ export interface SuperBlock {
   workPath?: string; // WORKDIR/work, binary
   mountpoint: string;
   renameWhiteout: boolean;
-  // Layer fds kept open so that layers under the mount point stay reachable.
+  // Layer and workdir fds, open for the mount's lifetime (see openLayer).
   layerFds: number[];
 }
 

@@ -194,7 +194,7 @@ function setOrigin(ov: Overlay, temp: string, lowerPath: string, layer: Layer): 
   setOptionalXattr(ov, temp, ov.xattrPrefix + 'origin', record);
 }
 
-// As the kernel does, a directory that holds copied-up entries is marked
+// As the kernel does, a directory that contains copied-up entries is marked
 // impure, which tells readers of the upper to look up their d_ino.
 function markImpure(ov: Overlay, upperDir: string): void {
   if (tryGetxattr(upperDir, ov.xattrPrefix + 'impure') !== undefined) return;

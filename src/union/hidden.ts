@@ -6,7 +6,6 @@
 // mount clears it after a crash; a lower file stays where it is. Requests
 // for the hidden name then reach the parked file.
 import { host } from '../host/native';
-import { newStatBuffer } from '../host/stat';
 import { errnoError } from '../errors';
 import type { Node } from './layer';
 import { hasLower, lookupExisting, lowerHasName } from './lookup';
@@ -61,15 +60,9 @@ export function unlinkHidden(ov: Overlay, hiddenPath: string): void {
   if (ov.layers[node.layer].isUpper) host.unlink(node.realPath);
 }
 
-// A parked upper file has one link fewer than its real count, the one in
-// the workdir; a parked lower file keeps the lower's count, as in the kernel.
+// A parked upper file reports one link fewer than it has, because one link
+// is its name in the workdir. A parked lower file keeps the lower's count.
 export function hiddenNlink(ov: Overlay, node: Node, nlink: bigint): bigint {
   if (!ov.layers[node.layer].isUpper) return nlink;
   return nlink > 0n ? nlink - 1n : 0n;
-}
-
-export function statHidden(node: Node): BigInt64Array {
-  const st = newStatBuffer();
-  host.lstat(node.realPath, st);
-  return st;
 }

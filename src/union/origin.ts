@@ -1,5 +1,5 @@
 // Origin records in the kernel's format: <prefix>origin on a copied-up
-// object holds a file handle of the lower object it came from, as struct
+// object contains a file handle of the lower object it came from, as struct
 // ovl_fb: version 0, magic 0xfb, total length, flags, handle type, the
 // lower filesystem's UUID, then the handle bytes. The kernel reads records
 // written here and the reverse, so inode numbers stay stable across

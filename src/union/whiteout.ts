@@ -72,7 +72,7 @@ export function whiteoutOver(ov: Overlay, upperPath: string, isDirThere: boolean
   removeTree(ov, temp);
 }
 
-// Removes a tree that was moved into the workdir; a failure leaves only
+// Removes a tree that was moved into the workdir. A failure leaves only
 // workdir litter, which the next mount clears, so it is logged, not raised.
 export function removeTree(ov: Overlay, realPath: string): void {
   try {
