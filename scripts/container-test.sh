@@ -104,7 +104,7 @@ mkdir -p "$STORAGE/tmp" "$STORAGE/networks"
 export TMPDIR=$STORAGE/tmp
 PARTIAL=""     # a cache file being written, removed if we stop early
 # Image copies also write a cache of blob digests under /var/lib/containers,
-# whatever --root says, so remove it afterwards if this run created it.
+# regardless of --root, so remove it afterwards if this run created it.
 BLOB_CACHE=/var/lib/containers/cache/blob-info-cache-v1.boltdb
 [[ -e /var/lib/containers ]] && OWN_BLOB_CACHE=0 || OWN_BLOB_CACHE=1
 
@@ -219,7 +219,8 @@ step "build test image" "${PODMAN[@]}" build --pull=never --network host "${ULIM
   --build-arg "BASE=$BASE_IMAGE" -f "$REPO/Dockerfile.test" -t "$TEST_IMAGE" "$REPO"
 
 # The image declares /tmp a volume. podman mounts volumes nodev,nosuid
-# unless the options say otherwise, and the host's /tmp allows both.
+# unless the mount options include dev and suid, and the host's /tmp allows
+# both.
 RUN_FLAGS=(--rm --privileged --network host "${ULIMITS[@]}"
   --mount type=volume,dst=/tmp,dev=true,suid=true)
 say "podman run ${RUN_FLAGS[*]} $TEST_IMAGE $*"
