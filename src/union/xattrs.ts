@@ -35,12 +35,17 @@ export function getxattr(ov: Overlay, path: string, name: string): Buffer {
   return host.lgetxattr(node.realPath, toRealName(ov, name));
 }
 
+// As the layers' own filesystems do, trusted.* names are listed only to a
+// privileged caller; the daemon itself reads them as root. Root stands in
+// for CAP_SYS_ADMIN, which FUSE does not report.
 export function listxattr(ov: Overlay, path: string): string[] {
   const node = lookupExisting(ov, path, 'listxattr');
+  const privileged = ov.caller.uid === 0;
   const names: string[] = [];
   for (const realName of host.llistxattr(node.realPath)) {
     const name = toUserName(ov, realName);
-    if (name !== undefined) names.push(name);
+    if (name === undefined || (!privileged && name.startsWith('trusted.'))) continue;
+    names.push(name);
   }
   return names;
 }
