@@ -2,7 +2,7 @@
 # Installs the Debian packages tsoverlay needs to build, run and test:
 # libfuse 2.9 and its headers (the FUSE binding links against them), fuse3
 # for fusermount3, a C toolchain and pkg-config for the native addons, and
-# the tools the tests drive (attr, libcap2-bin, debootstrap).
+# the tools the tests drive (attr, libcap2-bin, debootstrap, procps).
 set -euo pipefail
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -14,7 +14,7 @@ if ! command -v node >/dev/null || ! node -e 'process.exit(Number(process.versio
   exit 1
 fi
 
-packages=(libfuse2 libfuse-dev fuse3 pkg-config build-essential python3 attr libcap2-bin debootstrap util-linux kmod)
+packages=(libfuse2 libfuse-dev fuse3 pkg-config build-essential python3 attr libcap2-bin debootstrap util-linux kmod procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
