@@ -40,8 +40,8 @@ async function mount(args: MountArgs): Promise<number> {
   }
 
   if (isAlreadyMounted(args.mountpoint, sourceFor(params))) {
-    // mount -a finds no match for an fstab source other than ours, and runs
-    // the helper again; a second overlay on top would hide the first.
+    // mount -a finds no match for an fstab source other than ours, so it runs
+    // the helper again. A second overlay on top would hide the first.
     process.stderr.write(`tsoverlay: '${args.mountpoint}' is already mounted with these layers\n`);
     return 0;
   }

@@ -26,7 +26,7 @@ export interface MountRequest {
 // .fuse_hidden name, which keeps fstat working; union/hidden.ts serves it.
 // atomic_o_trunc: O_TRUNC arrives with open, so copy-up can skip the data.
 // kernel_cache and the long timeouts are safe because every change to the
-// layers goes through the mount; where a change through one name of a hard
+// layers goes through the mount. Where a change through one name of a hard
 // link leaves the kernel's cache of another name stale, the overlay drops
 // that cache (Overlay.sharedChanged).
 const BASE_FUSE_OPTIONS = [
@@ -64,7 +64,7 @@ function report(readyFd: number | undefined, message: string): void {
     fs.writeSync(readyFd, message);
     fs.closeSync(readyFd);
   } catch {
-    // The parent is gone; nobody is waiting for the report.
+    // The parent has exited, so no process reads the report.
   }
 }
 
@@ -154,8 +154,8 @@ export function serve(request: MountRequest): void {
 // Starts serve() in a detached child and waits until it reports. Exits 0
 // once the mount is ready, as mount helpers do.
 // The child's stderr comes back through a pipe until the mount is ready, so
-// that libfuse's own messages reach the user; after that nothing holds the
-// caller's stderr open (podman waits for it to close).
+// that libfuse's own messages reach the user. After that no process keeps
+// the caller's stderr open, because podman waits for it to close.
 export function spawnBackground(argv: string[]): Promise<number> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [...process.execArgv, ...argv, '--foreground', '--ready-fd', '3'], {

@@ -19,7 +19,7 @@ export function errnoError(code: string, syscall: string, path?: string): ErrnoE
   if (errno === undefined) throw new TypeError(`unknown errno code ${code}`);
 
   const where = path === undefined ? '' : ` '${path}'`;
-  // These errors are answers to requests, not faults: a stack trace would
+  // These errors are request results, not faults, and a stack trace would
   // cost more than the request itself.
   const limit = Error.stackTraceLimit;
   Error.stackTraceLimit = 0;

@@ -51,8 +51,8 @@ function resolveRoot(ov: Overlay): Node {
   };
 }
 
-// Records on the part whether it holds xattr whiteouts and returns whether
-// the directory hides the layers below it.
+// Records on the part whether it contains xattr whiteouts and returns
+// whether the directory hides the layers below it.
 function isOpaqueDir(ov: Overlay, layer: Layer, realDir: string, parts: DirPart[]): boolean {
   const state = opaqueState(ov, realDir);
   if (state === 'x') parts[parts.length - 1].xwhiteouts = true;

@@ -36,8 +36,8 @@ export function getxattr(ov: Overlay, path: string, name: string): Buffer {
 }
 
 // As the layers' own filesystems do, trusted.* names are listed only to a
-// privileged caller; the daemon itself reads them as root. Root stands in
-// for CAP_SYS_ADMIN, which FUSE does not report.
+// privileged caller, while the daemon itself reads them as root. uid 0 is
+// taken as CAP_SYS_ADMIN, which FUSE does not report.
 export function listxattr(ov: Overlay, path: string): string[] {
   const node = lookupExisting(ov, path, 'listxattr');
   const privileged = ov.caller.uid === 0;

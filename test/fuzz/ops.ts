@@ -8,6 +8,7 @@ import fc from 'fast-check';
 import { contentChunk, type PathPools } from './stack';
 import { runShell, errnoFromMessage } from './shell';
 import { decodeName, encodeName, fullPath, type EncodedPath } from './paths';
+import { typeOf } from '../helpers/overlay';
 
 export type OpKind =
   | 'open' | 'write' | 'truncate' | 'read' | 'stat' | 'unlink' | 'rmdir' | 'mkdir' | 'rename'
@@ -177,16 +178,7 @@ export function openFlags(flags: string): number {
   return flags.split(',').reduce((bits, f) => bits | FLAG_BITS[f], O.O_NONBLOCK);
 }
 
-export function typeName(st: fs.BigIntStats | fs.Dirent<string | Buffer>): string {
-  if (st.isDirectory()) return 'dir';
-  if (st.isFile()) return 'file';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isCharacterDevice()) return 'chr';
-  if (st.isBlockDevice()) return 'blk';
-  if (st.isSocket()) return 'socket';
-  return 'unknown';
-}
+export const typeName = typeOf;
 
 // The stat fields the runner compares. Directory sizes depend on the
 // history of the host directory, so they are left out.

@@ -68,17 +68,7 @@ export function attempt<T>(fn: () => T): T | string {
   }
 }
 
-// The type of a stat result or a directory entry, as a word.
-export function kindOf(st: fs.Stats | fs.BigIntStats | fs.Dirent): string {
-  if (st.isDirectory()) return 'dir';
-  if (st.isFile()) return 'file';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isCharacterDevice()) return 'chr';
-  if (st.isBlockDevice()) return 'blk';
-  if (st.isSocket()) return 'socket';
-  return 'unknown';
-}
+export { typeOf as kindOf } from './overlay';
 
 export function unmountBoth(pair: Pair): void {
   unmount(pair.kernel.merged);
@@ -167,9 +157,9 @@ export function layersState(s: Stack): TreeEntry[][] {
   return s.lowers.map((l) => treeState(l));
 }
 
-// Private xattrs that are optional caches (the kernel's origin, impure and
-// random uuid records, and tsoverlay's own origin record): left out of
-// comparisons; tests that care about them look at them directly.
+// Private xattrs that are optional caches, left out of comparisons: the
+// origin, impure and random uuid records, and the trusted.tsoverlay. names
+// older builds wrote. Tests that care about them look at them directly.
 const cacheXattr = /^trusted\.(overlay\.(origin|impure|uuid)|tsoverlay\.)/;
 
 const isUnder = (rel: string, paths: string[]) => paths.some((f) => rel === f || rel.startsWith(f + '/'));

@@ -122,7 +122,8 @@ export interface Entry {
   rdev?: number;
 }
 
-function typeOf(st: fs.BigIntStats): string {
+// The type of a stat result or a directory entry, as a word.
+export function typeOf(st: fs.Stats | fs.BigIntStats | fs.Dirent<string | Buffer>): string {
   if (st.isDirectory()) return 'dir';
   if (st.isFile()) return 'file';
   if (st.isSymbolicLink()) return 'symlink';
