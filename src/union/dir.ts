@@ -235,6 +235,10 @@ export function rename(ov: Overlay, fromPath: string, toPath: string): void {
   ov.invalidateTree(fromPath);
   ov.invalidateTree(toPath);
   ov.files.forget(toPath);
+  if (sourceIsDir) {
+    ov.moveHiddenTree(fromPath, toPath);
+    ov.files.renameTree(fromPath, toPath);
+  }
   if (replacedShared) ov.invalidateIno(target!.ino);
 }
 

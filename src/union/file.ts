@@ -155,6 +155,18 @@ export class FileTable {
     this.lowerHandles.set(toPath, set);
   }
 
+  // A directory moved: handles below it follow to the new path.
+  renameTree(fromPath: string, toPath: string): void {
+    const prefix = fromPath + '/';
+    const moved = (path: string) => (path.startsWith(prefix) ? toPath + path.slice(fromPath.length) : path);
+    for (const handle of this.handles.values()) handle.path = moved(handle.path);
+    for (const [key, set] of [...this.lowerHandles]) {
+      if (!key.startsWith(prefix)) continue;
+      this.lowerHandles.delete(key);
+      this.lowerHandles.set(moved(key), set);
+    }
+  }
+
   // The name no longer refers to the file these handles have open.
   forget(path: string): void {
     this.lowerHandles.delete(path);

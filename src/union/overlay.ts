@@ -79,6 +79,17 @@ export class Overlay {
     }
   }
 
+  // A directory moved: parked files below it keep the names libfuse now
+  // gives them, which carry the new directory path.
+  moveHiddenTree(fromPath: string, toPath: string): void {
+    const prefix = fromPath + '/';
+    for (const [key, node] of [...this.hidden]) {
+      if (!key.startsWith(prefix)) continue;
+      this.hidden.delete(key);
+      this.hidden.set(toPath + key.slice(fromPath.length), node);
+    }
+  }
+
   // A fresh name in WORKDIR/work for staging a copy-up or a whiteout.
   tempPath(): string {
     if (this.workPath === undefined) throw new Error('overlay has no workdir');
