@@ -3,7 +3,9 @@
 # same apt and dpkg commands run in a chroot on kernel overlayfs and on
 # tsoverlay, both over one debootstrapped lower layer. The two upper layers
 # must then match in paths, types, modes, owners, whiteouts, opaque dirs
-# and xattrs. Prints the time of each step on both mounts.
+# and xattrs. Each merged tree then also serves as the root of a pivot_root
+# in new namespaces whose pid 1 kills every process it can see. Prints the
+# time of each step on both mounts.
 #
 # Usage: sudo scripts/rootfs-test.sh    (after `npm ci`, which builds dist/)
 # Environment:
@@ -262,14 +264,46 @@ step_setuid() {
   [[ $rc -eq 0 && $(awk '{ print NF }' <<<"$out") == 7 ]]
 }
 
-STEPS=(update install hello verify verify_all setuid)
+# The merged tree as the root of new mount and pid namespaces, as an init
+# would use it after switching root. Inside, the host's /dev bind is dropped
+# so the lower's own device nodes serve (mounted with `dev`, they need no
+# copy-up). Then pid 1 of the namespace kills every other process it can
+# see. The overlay must keep serving: the tsoverlay daemon runs outside the
+# namespace, so the kill cannot reach it.
+step_pivot() {
+  local m=$1 pid=${DAEMON[$1]:-}
+  unshare --mount --pid --fork --propagation private \
+    sh -c 'cd "$1" && pivot_root . mnt && exec chroot . /bin/sh -s' pivot "$m" <<'EOF'
+set -e
+umount -l /mnt
+umount -l /dev
+echo probe >/dev/null
+test "$(head -c 3 /dev/zero | od -An -tx1 | tr -d ' \n')" = 000000
+sleep 600 &
+sleep 600 &
+kill -KILL -1
+wait || true
+test -f /etc/debian_version
+hello
+chroot --userspec=65534:65534 / passwd -S nobody | awk '{ print; exit NF == 7 ? 0 : 1 }'
+echo "pivot_root probes passed as pid $$"
+EOF
+  if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+    echo "the tsoverlay daemon $pid died during the pivot_root step"
+    return 1
+  fi
+  stat -c '%n %s' "$m/etc/debian_version"
+}
+
+STEPS=(update install hello verify verify_all setuid pivot)
 declare -A STEP_LABEL=(
   [update]="apt-get update" [install]="apt-get install ${PACKAGES[*]}"
   [hello]="run hello" [verify]="dpkg --verify ${PACKAGES[*]}"
   [verify_all]="dpkg --verify (all)" [setuid]="setuid passwd -S"
+  [pivot]="pivot_root, lower /dev, kill -KILL -1"
 )
 # A step is skipped on a mount where the step it needs did not succeed.
-declare -A STEP_NEEDS=([install]=update [hello]=install [verify]=install)
+declare -A STEP_NEEDS=([install]=update [hello]=install [verify]=install [pivot]=install)
 declare -A SECONDS_TAKEN PASSED
 FAILURES=()
 
