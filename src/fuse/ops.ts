@@ -35,6 +35,19 @@ export function makeOperations(ov: Overlay, log: Logger, caller: { context: Uint
   }
 
   const done = (cb: Reply) => () => cb(0);
+  // Attributes for libfuse's getattr that follows the op in the same
+  // request; fuse-native then returns them without calling JS again. On a
+  // failure that getattr runs as usual.
+  const attrsAfter = (op: string, path: string | null, stat: () => BigInt64Array): BigInt64Array | undefined => {
+    try {
+      return stat();
+    } catch (err) {
+      log.debug({ op, path, err }, 'attributes for the reply failed');
+      return undefined;
+    }
+  };
+  const doneWithStat = (cb: Reply, op: string, path: string | null, stat: () => BigInt64Array) => () =>
+    (cb as (err: number, stat?: BigInt64Array) => void)(0, attrsAfter(op, path, stat));
   const withValue = (cb: Reply) => (value: unknown) => (cb as (err: number, v: unknown) => void)(0, value);
   const asCount = (cb: Reply) => (count: number) => cb(count);
 
@@ -55,25 +68,28 @@ export function makeOperations(ov: Overlay, log: Logger, caller: { context: Uint
       }, (l) => (cb as (err: number, n: string[], e: BigInt64Array) => void)(0, l.names, l.entries)),
 
     open: (path, flags, cb) => handle('open', path, cb, () => ov.files.open(path, flags), withValue(cb)),
-    create: (path, mode, flags, cb) => handle('create', path, cb, () => ov.files.create(path, mode, flags), withValue(cb)),
+    create: (path, mode, flags, cb) =>
+      handle('create', path, cb, () => ov.files.create(path, mode, flags),
+        (fd) => cb(0, fd, attrsAfter('create', path, () => ov.files.fstat(fd)))),
+
     read: (path, fd, buf, len, pos, cb) => handle('read', path, cb, () => ov.files.read(fd, buf, len, pos), asCount(cb)),
     write: (path, fd, buf, len, pos, cb) => handle('write', path, cb, () => ov.files.write(fd, buf, len, pos), asCount(cb)),
     release: (path, fd, cb) => handle('release', path, cb, () => ov.files.release(fd), done(cb)),
     fsync: (path, datasync, fd, cb) => handle('fsync', path, cb, () => ov.files.fsync(fd, datasync !== 0), done(cb)),
-    ftruncate: (path, fd, size, cb) => handle('ftruncate', path, cb, () => ov.files.ftruncate(fd, size), done(cb)),
+    ftruncate: (path, fd, size, cb) => handle('ftruncate', path, cb, () => ov.files.ftruncate(fd, size), doneWithStat(cb, 'ftruncate', path, () => ov.files.fstat(fd))),
 
-    truncate: (path, size, cb) => handle('truncate', path, cb, () => truncate(ov, path, size), done(cb)),
+    truncate: (path, size, cb) => handle('truncate', path, cb, () => truncate(ov, path, size), doneWithStat(cb, 'truncate', path, () => getattr(ov, path))),
     utimens: (path, aSec, aNsec, mSec, mNsec, cb) =>
-      handle('utimens', path, cb, () => utimens(ov, path, aSec, aNsec, mSec, mNsec), done(cb)),
-    chmod: (path, mode, cb) => handle('chmod', path, cb, () => chmod(ov, path, mode), done(cb)),
-    chown: (path, uid, gid, cb) => handle('chown', path, cb, () => chown(ov, path, uid, gid), done(cb)),
+      handle('utimens', path, cb, () => utimens(ov, path, aSec, aNsec, mSec, mNsec), doneWithStat(cb, 'utimens', path, () => getattr(ov, path))),
+    chmod: (path, mode, cb) => handle('chmod', path, cb, () => chmod(ov, path, mode), doneWithStat(cb, 'chmod', path, () => getattr(ov, path))),
+    chown: (path, uid, gid, cb) => handle('chown', path, cb, () => chown(ov, path, uid, gid), doneWithStat(cb, 'chown', path, () => getattr(ov, path))),
     readlink: (path, cb) =>
       handle('readlink', path, cb, () => host.readlink(lookupExisting(ov, path, 'readlink').realPath), withValue(cb)),
 
-    mknod: (path, mode, dev, cb) => handle('mknod', path, cb, () => mknod(ov, path, mode, dev), done(cb)),
-    mkdir: (path, mode, cb) => handle('mkdir', path, cb, () => mkdir(ov, path, mode), done(cb)),
-    symlink: (target, path, cb) => handle('symlink', path, cb, () => symlink(ov, target, path), done(cb)),
-    link: (from, to, cb) => handle('link', to, cb, () => link(ov, from, to), done(cb)),
+    mknod: (path, mode, dev, cb) => handle('mknod', path, cb, () => mknod(ov, path, mode, dev), doneWithStat(cb, 'mknod', path, () => getattr(ov, path))),
+    mkdir: (path, mode, cb) => handle('mkdir', path, cb, () => mkdir(ov, path, mode), doneWithStat(cb, 'mkdir', path, () => getattr(ov, path))),
+    symlink: (target, path, cb) => handle('symlink', path, cb, () => symlink(ov, target, path), doneWithStat(cb, 'symlink', path, () => getattr(ov, path))),
+    link: (from, to, cb) => handle('link', to, cb, () => link(ov, from, to), doneWithStat(cb, 'link', to, () => getattr(ov, to))),
     unlink: (path, cb) => handle('unlink', path, cb, () => unlink(ov, path), done(cb)),
     rmdir: (path, cb) => handle('rmdir', path, cb, () => rmdir(ov, path), done(cb)),
     rename: (from, to, cb) => handle('rename', from, cb, () => rename(ov, from, to), done(cb)),
