@@ -9,6 +9,7 @@ import {
 } from '../host/stat';
 import { errnoError, isErrno } from '../errors';
 import type { Layer, Node } from './layer';
+import { countParked } from './hidden';
 import { tryGetxattr } from './whiteout';
 import { lookupExisting } from './lookup';
 import { encodeOrigin } from './origin';
@@ -82,6 +83,7 @@ function copyUpHidden(ov: Overlay, path: string, node: Node, options: CopyUpOpti
   makeCopy(ov, node.realPath, temp, st, options);
   const upper = { ...node, layer: ov.upper!.index, realPath: temp };
   ov.hidden.set(path, upper);
+  countParked(ov, temp, 1);
   ov.files.reopenAfterCopyUp(path, temp);
   return upper;
 }

@@ -4,7 +4,7 @@
 // file is copied up, so it sees the writes that follow.
 import { host } from '../host/native';
 import { newStatBuffer, ST_INO, ST_MODE, ST_NLINK } from '../host/stat';
-import { hiddenNlink } from './hidden';
+import { parkedNlink } from './hidden';
 import { errnoError } from '../errors';
 import { copyUp } from './copy-up';
 import { createFile } from './dir';
@@ -104,9 +104,8 @@ export class FileTable {
     const handle = this.get(id);
     const st = newStatBuffer();
     host.fstat(handle.fd, st);
+    if (!handle.inLower) parkedNlink(this.ov, st);
     st[ST_INO] = handle.ino;
-    const parked = this.ov.hidden.get(handle.path);
-    if (parked !== undefined) st[ST_NLINK] = hiddenNlink(this.ov, parked, st[ST_NLINK]);
     return st;
   }
 

@@ -6,6 +6,7 @@
 // mount clears it after a crash; a lower file stays where it is. Requests
 // for the hidden name then reach the parked file.
 import { host } from '../host/native';
+import { newStatBuffer, ST_INO, ST_NLINK } from '../host/stat';
 import { errnoError } from '../errors';
 import type { Node } from './layer';
 import { hasLower, lookupExisting, lowerHasName } from './lookup';
@@ -36,6 +37,8 @@ export function hide(ov: Overlay, fromPath: string, hiddenPath: string, copyUpPa
       if (needWhiteout) putWhiteout(ov, node.realPath);
     }
     parked = { ...node, realPath: temp };
+    // The file's other names, if any, now report one link fewer.
+    ov.sharedChanged(node.ino, countParked(ov, temp, 1));
   } else {
     copyUpParent(parentOf(fromPath));
     putWhiteout(ov, ov.upperPathOf(fromPath));
@@ -57,12 +60,29 @@ export function unlinkHidden(ov: Overlay, hiddenPath: string): void {
   const node = ov.hidden.get(hiddenPath);
   if (node === undefined) return;
   ov.hidden.delete(hiddenPath);
-  if (ov.layers[node.layer].isUpper) host.unlink(node.realPath);
+  if (!ov.layers[node.layer].isUpper) return;
+  countParked(ov, node.realPath, -1);
+  host.unlink(node.realPath);
 }
 
-// A parked upper file reports one link fewer than it has, because one link
-// is its name in the workdir. A parked lower file keeps the lower's count.
-export function hiddenNlink(ov: Overlay, node: Node, nlink: bigint): bigint {
-  if (!ov.layers[node.layer].isUpper) return nlink;
-  return nlink > 0n ? nlink - 1n : 0n;
+// Subtracts the workdir names of a parked upper file from its link count, so
+// every name reports what the kernel would. A parked lower file keeps
+// the lower's count.
+export function parkedNlink(ov: Overlay, st: BigInt64Array): void {
+  if (ov.parkedNames.size === 0) return;
+  const extra = ov.parkedNames.get(st[ST_INO]);
+  if (extra === undefined) return;
+  const links = BigInt(extra);
+  st[ST_NLINK] = st[ST_NLINK] > links ? st[ST_NLINK] - links : 0n;
+}
+
+// Counts the workdir name of a parked upper file, by its real inode number.
+// Returns the file's link count, or 0 if it is gone.
+export function countParked(ov: Overlay, realPath: string, delta: 1 | -1): bigint {
+  const st = newStatBuffer();
+  if (host.tryLstat(realPath, st) !== 0) return 0n;
+  const count = (ov.parkedNames.get(st[ST_INO]) ?? 0) + delta;
+  if (count > 0) ov.parkedNames.set(st[ST_INO], count);
+  else ov.parkedNames.delete(st[ST_INO]);
+  return st[ST_NLINK];
 }

@@ -4,7 +4,7 @@ import { host } from '../host/native';
 import { newStatBuffer, newStatvfsBuffer, ST_INO, ST_NLINK, STATVFS_NAMEMAX } from '../host/stat';
 import { errnoError } from '../errors';
 import { copyUp } from './copy-up';
-import { hiddenNlink } from './hidden';
+import { parkedNlink } from './hidden';
 import { isMerged, lookupExisting } from './lookup';
 import type { Node } from './layer';
 import type { Overlay } from './overlay';
@@ -16,9 +16,9 @@ export function getattr(ov: Overlay, path: string): BigInt64Array {
   const node = lookupExisting(ov, path, 'stat');
   const st = newStatBuffer();
   host.lstat(node.realPath, st);
-  st[ST_INO] = node.ino;
   if (isMerged(node)) st[ST_NLINK] = 1n;
-  else if (ov.hidden.has(path)) st[ST_NLINK] = hiddenNlink(ov, node, st[ST_NLINK]);
+  else if (ov.layers[node.layer].isUpper) parkedNlink(ov, st);
+  st[ST_INO] = node.ino;
   return st;
 }
 

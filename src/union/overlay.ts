@@ -41,6 +41,8 @@ export class Overlay {
   files!: FileTable;
   // Open files parked under libfuse's .fuse_hidden names (see hidden.ts).
   readonly hidden = new Map<string, Node>();
+  // Number of workdir names of each parked upper file, by real inode number.
+  readonly parkedNames = new Map<bigint, number>();
 
   // Merged path to its resolution; null records a name found in no layer.
   private readonly cache = new Map<string, Node | null>();
@@ -79,8 +81,8 @@ export class Overlay {
     }
   }
 
-  // A directory moved: parked files below it keep the names libfuse now
-  // gives them, which carry the new directory path.
+  // Re-keys the parked files below a moved directory under the new path,
+  // as libfuse renames their hidden names with the directory.
   moveHiddenTree(fromPath: string, toPath: string): void {
     const prefix = fromPath + '/';
     for (const [key, node] of [...this.hidden]) {
