@@ -4,7 +4,7 @@
 // file is copied up, so it sees the writes that follow.
 import { host } from '../host/native';
 import { newStatBuffer, ST_INO, ST_MODE, ST_NLINK } from '../host/stat';
-import { parkedNlink } from './hidden';
+import { parkedNlink, unlinkHidden } from './hidden';
 import { errnoError } from '../errors';
 import { copyUp } from './copy-up';
 import { createFile } from './dir';
@@ -128,6 +128,11 @@ export class FileTable {
     this.handles.delete(id);
     if (handle.inLower) this.lowerHandles.get(handle.path)?.delete(handle);
     host.close(handle.fd);
+    // libfuse unlinks a hidden name at the last close only while it still
+    // has a path for it, which a removed parent directory takes away.
+    if (this.ov.hidden.has(handle.path) && ![...this.handles.values()].some((h) => h.path === handle.path)) {
+      unlinkHidden(this.ov, handle.path);
+    }
   }
 
   // Moves read handles of a copied-up lower file onto the upper copy.

@@ -196,11 +196,18 @@ class TimeTracker {
     if (ino !== undefined) this.dirtyInos.add(ino);
   }
 
+  // A parent directory as the path walk reaches it: a symlink among its
+  // components leads to another directory, whose times change instead.
+  private markParent(p: EncodedPath): void {
+    this.mark(p, true);
+    this.mark(this.resolved(p));
+  }
+
   // Parents of names a step removes or moves, while they still resolve.
   before(op: Op): void {
     if (op.op === 'unlink' || op.op === 'rmdir' || op.op === 'rename') {
-      this.mark(parentOf(op.path ?? ''));
-      if (op.to !== undefined) this.mark(parentOf(op.to));
+      this.markParent(parentOf(op.path ?? ''));
+      if (op.to !== undefined) this.markParent(parentOf(op.to));
     }
   }
 
@@ -210,10 +217,10 @@ class TimeTracker {
       case 'open':
         if (/creat|trunc/.test(op.flags ?? '')) {
           this.mark(p, true);
-          this.mark(parentOf(p));
+          this.markParent(parentOf(p));
           // O_CREAT through a dangling symlink creates the link's target.
           const target = this.resolved(p);
-          if (target !== undefined) this.mark(parentOf(target));
+          if (target !== undefined) this.markParent(parentOf(target));
         }
         break;
       case 'write': case 'truncate':
@@ -226,14 +233,14 @@ class TimeTracker {
       }
       case 'mkdir': case 'symlink': case 'mkfifo':
         this.mark(p);
-        this.mark(parentOf(p));
+        this.markParent(parentOf(p));
         break;
       case 'link':
-        this.mark(parentOf(op.to ?? ''));
+        this.markParent(parentOf(op.to ?? ''));
         break;
       case 'unlink': case 'rmdir': case 'rename':
-        this.mark(parentOf(p));
-        if (op.to !== undefined) this.mark(parentOf(op.to));
+        this.markParent(parentOf(p));
+        if (op.to !== undefined) this.markParent(parentOf(op.to));
         break;
       case 'utimes':
         if (result === 'ok' && op.which !== 'atime') {
