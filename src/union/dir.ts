@@ -13,7 +13,7 @@ import { hide, isHiddenName, unlinkHidden } from './hidden';
 import { noteChange } from './inode';
 import { readdirMerged } from './readdir';
 import {
-  hasEntries, makeWhiteoutAt, onlyWhiteouts, removeTree, setOpaque, tryLstat, whiteoutOver,
+  hasEntries, makeWhiteoutAt, onlyWhiteouts, removeTree, setOpaque, tryGetxattr, tryLstat, whiteoutOver,
 } from './whiteout';
 
 const S_IFMT = 0o170000;
@@ -167,7 +167,7 @@ function removeEntry(ov: Overlay, path: string, node: Node, isDirectory: boolean
     whiteoutOver(ov, node.realPath, isDirectory);
   } else if (!isDirectory) {
     host.unlink(node.realPath);
-  } else if (!hasEntries(node.realPath)) {
+  } else if (!hasEntries(node.realPath) || !cleansWhiteouts(ov, path, node)) {
     host.rmdir(node.realPath);
   } else {
     // Only whiteouts are left inside: move the directory out of sight first,
@@ -213,7 +213,7 @@ export function rename(ov: Overlay, fromPath: string, toPath: string): void {
   const upperTarget = ov.upperPathOf(toPath);
 
   if (sourceIsDir && isMerged(targetParent) && !isOpaque(ov, upperSource)) setOpaque(ov, upperSource);
-  if (target !== null && target.parts !== undefined) clearTargetDir(ov, target);
+  if (target !== null && target.parts !== undefined) clearTargetDir(ov, toPath, target);
 
   const st = newStatBuffer();
   if (sourceIsDir && tryLstat(upperTarget, st) && isWhiteoutStat(st)) {
@@ -257,8 +257,8 @@ function sameRealInode(ov: Overlay, source: Node, target: Node | null): boolean 
 // Before a directory replaces an empty merged directory, the upper copy of
 // the target, holding only whiteouts, is swapped for an empty opaque one.
 // A target with real entries is left for rename(2) to fail with ENOTEMPTY.
-function clearTargetDir(ov: Overlay, target: Node): void {
-  if (!ov.layers[target.layer].isUpper) return;
+function clearTargetDir(ov: Overlay, path: string, target: Node): void {
+  if (!ov.layers[target.layer].isUpper || !cleansWhiteouts(ov, path, target)) return;
   const st = newStatBuffer();
   host.lstat(target.realPath, st);
   if (!isDir(st) || !hasEntries(target.realPath) || !onlyWhiteouts(target.realPath)) return;
@@ -268,6 +268,14 @@ function clearTargetDir(ov: Overlay, target: Node): void {
   setOpaque(ov, temp);
   host.rename(temp, target.realPath, host.RENAME_EXCHANGE);
   removeTree(ov, temp);
+}
+
+// Whether the kernel would clear whiteouts out of this upper directory
+// before removing or replacing it: only when a lower layer has the name, or
+// the directory is merged or was copied up (it has an origin). From any
+// other directory they are real entries, and rmdir fails with ENOTEMPTY.
+function cleansWhiteouts(ov: Overlay, path: string, node: Node): boolean {
+  return hasLower(ov, node) || lowerHasName(ov, path) || tryGetxattr(node.realPath, ov.xattrPrefix + 'origin') !== undefined;
 }
 
 function isOpaque(ov: Overlay, realDir: string): boolean {
