@@ -811,6 +811,16 @@ step12() {
   check "12.6 bad option fails with message" '[[ $RC != 0 && $ERR == *bogus* ]]' "exit $RC: $ERR"
   check "12.7 nothing left after failure" \
     '! is_mounted "$M" && [[ -z $(pgrep -f -- "cli\\.js tsoverlay $M -o") ]]'
+
+  # `tsoverlay mount` started as @tsoverlay passes the mark to its daemon.
+  run bash -c 'exec -a @tsoverlay "$1" "$2" mount -o "$3" "$4"' mark "$NODE" "$CLI" "$OPTS" "$M"
+  if is_mounted "$M"; then track_mount "$M"; fi
+  pid=$(pgrep -n -f -- "cli\\.js mount $M " || true)
+  [[ -z $pid ]] || track_pid "$pid"
+  check "12.8 background daemon keeps @ argv[0]" \
+    '[[ $RC == 0 && -n $pid && $(head -c1 "/proc/$pid/cmdline") == @ ]]' "exit $RC: $ERR"
+  run umount "$M"
+  check "12.9 umount stops the marked daemon" '[[ $RC == 0 ]] && wait_exit "$pid"'
 }
 
 # ---------------------------------------------------------------------------

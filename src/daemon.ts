@@ -159,6 +159,9 @@ export function serve(request: MountRequest): void {
 export function spawnBackground(argv: string[]): Promise<number> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [...process.execArgv, ...argv, '--foreground', '--ready-fd', '3'], {
+      // systemd spares root processes whose argv[0] starts with '@' when it
+      // leaves the initrd, so a daemon started that way keeps the mark.
+      argv0: process.argv0.startsWith('@') ? process.argv0 : undefined,
       detached: true,
       stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
     });
