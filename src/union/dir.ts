@@ -127,6 +127,7 @@ export function link(ov: Overlay, fromPath: string, toPath: string): void {
   requireUpper(ov, 'link', toPath);
   const source = copyUp(ov, fromPath);
   createObject(ov, toPath, 'link', false, (p) => host.link(source.realPath, p), () => undefined);
+  ov.files.markShared(source.realPath);
   ov.invalidate(fromPath);
   noteChange(ov, source);
 }

@@ -3,7 +3,7 @@
 // a handle left reading a lower file is moved to the upper copy once the
 // file is copied up, so it sees the writes that follow.
 import { host } from '../host/native';
-import { newStatBuffer, ST_INO, ST_MODE, ST_NLINK } from '../host/stat';
+import { newStatBuffer, ST_DEV, ST_INO, ST_MODE, ST_NLINK } from '../host/stat';
 import { parkedNlink, unlinkHidden } from './hidden';
 import { errnoError } from '../errors';
 import { copyUp } from './copy-up';
@@ -157,6 +157,19 @@ export class FileTable {
     if (set === undefined) return;
     this.lowerHandles.delete(fromPath);
     this.lowerHandles.set(toPath, set);
+  }
+
+  // Marks the handles on an upper file that just got another name, so that
+  // their writes drop what the kernel cached for that name.
+  markShared(realPath: string): void {
+    const target = newStatBuffer();
+    if (host.tryLstat(realPath, target) !== 0) return;
+    const st = newStatBuffer();
+    for (const handle of this.handles.values()) {
+      if (handle.inLower || handle.shared) continue;
+      host.fstat(handle.fd, st);
+      if (st[ST_INO] === target[ST_INO] && st[ST_DEV] === target[ST_DEV]) handle.shared = true;
+    }
   }
 
   // A directory moved: handles below it follow to the new path.
