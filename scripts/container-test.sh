@@ -36,14 +36,11 @@ RUNTIME=runc
 
 say() { printf 'container-test: %s\n' "$*"; }
 die() { printf 'container-test: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib/debian-base.sh
+source "$REPO/scripts/lib/debian-base.sh"
 
 START=$EPOCHREALTIME
 TIMINGS=()
-# elapsed START: seconds since START (an EPOCHREALTIME), to a tenth.
-elapsed() {
-  local us=$((${EPOCHREALTIME/./} - ${1/./}))
-  printf '%d.%d' $((us / 1000000)) $((us % 1000000 / 100000))
-}
 # step NAME CMD...: runs CMD, records and prints how long it took.
 step() {
   local name=$1 t=$EPOCHREALTIME rc=0
@@ -59,13 +56,6 @@ if [[ $(id -u) -ne 0 ]]; then
   die "must run as root: podman runs the privileged test container rootful (try: sudo $0)"
 fi
 
-install_packages() {
-  say "installing $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "$@" >/dev/null; } ||
-    die "cannot install $*"
-}
 missing=()
 command -v podman >/dev/null || missing+=(podman)
 command -v "$RUNTIME" >/dev/null || missing+=("$RUNTIME")
@@ -141,37 +131,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# debootstrap_tar OUT: writes a tar of a fresh minbase root to OUT.
-debootstrap_tar() {
-  local out=$1 root=$TMP/rootfs
-  command -v debootstrap >/dev/null || install_packages debootstrap
-  if ! debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >"$TMP/debootstrap.log" 2>&1; then
-    tail -n 20 "$TMP/debootstrap.log" >&2
-    return 1
-  fi
-  # debootstrap unmounts what it mounted, but make sure before packing.
-  # (step runs this in a condition, where set -e does not apply.)
-  unmount_under "$root" || return 1
-  tar -C "$root" --numeric-owner --xattrs -cf "$out" . || return 1
-  rm -rf "$root"
-}
-
-ROOTFS_TAR=$TMP/rootfs.tar
-if [[ -n $CACHE_DIR ]] && mkdir -p "$CACHE_DIR" 2>/dev/null && [[ -w $CACHE_DIR ]]; then
-  cached=$CACHE_DIR/$SUITE-minbase.tar
-  if [[ -s $cached ]]; then
-    say "reusing $cached"
-  else
-    PARTIAL=$cached.new.$$
-    step "debootstrap $SUITE" debootstrap_tar "$PARTIAL"
-    mv -f "$PARTIAL" "$cached"
-    PARTIAL=""
-  fi
-  ROOTFS_TAR=$cached
-else
-  [[ -z $CACHE_DIR ]] || say "cannot write $CACHE_DIR; building without a cache"
-  step "debootstrap $SUITE" debootstrap_tar "$ROOTFS_TAR"
-fi
+rootfs_tar
 
 quietly() { "$@" >/dev/null; }
 step "import debian image" quietly "${PODMAN[@]}" import --quiet "$ROOTFS_TAR" "$DEBIAN_IMAGE"

@@ -51,16 +51,13 @@ RUNTIME=runc
 
 say() { printf 'podman-test: %s\n' "$*"; }
 die() { printf 'podman-test: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib/debian-base.sh
+source "$REPO/scripts/lib/debian-base.sh"
 
 START=$EPOCHREALTIME
 TIMINGS=()
 PASSED=()
 FAILED=()
-# elapsed START: seconds since START (an EPOCHREALTIME), to a tenth.
-elapsed() {
-  local us=$((${EPOCHREALTIME/./} - ${1/./}))
-  printf '%d.%d' $((us / 1000000)) $((us % 1000000 / 100000))
-}
 pass() { PASSED+=("$1"); say "ok: $1"; }
 fail() { FAILED+=("$1"); say "FAIL: $1"; }
 # check NAME CMD...: a pass if CMD succeeds, a failure otherwise.
@@ -97,13 +94,6 @@ fi
 [[ -f $REPO/dist/cli.js ]] || die "$REPO/dist/cli.js is missing; run 'npm ci' (or 'npx tsc -p .') in $REPO first"
 NODE=$(command -v node) || die "node is not installed; Node.js 20 or later is required"
 
-install_packages() {
-  say "installing $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "$@" >/dev/null; } ||
-    die "installing $* failed; install it with 'apt-get install $*'"
-}
 missing=()
 command -v podman >/dev/null || missing+=(podman)
 command -v "$RUNTIME" >/dev/null || missing+=("$RUNTIME")
@@ -266,39 +256,7 @@ logged() {
 
 # --- the base image: a minbase Debian root, as a tar ----------------------
 
-
-# debootstrap_tar OUT: writes a tar of a fresh minbase root to OUT.
-debootstrap_tar() {
-  local out=$1 root=$TMP/rootfs
-  command -v debootstrap >/dev/null || install_packages debootstrap
-  if ! debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >"$TMP/debootstrap.log" 2>&1; then
-    tail -n 20 "$TMP/debootstrap.log" >&2
-    return 1
-  fi
-  # debootstrap unmounts what it mounted, but make sure before packing.
-  unmount_under "$root" || return 1
-  tar -C "$root" --numeric-owner --xattrs -cf "$out" . || return 1
-  rm -rf --one-file-system "$root"
-}
-
-ROOTFS_TAR=$TMP/rootfs.tar
-if [[ -n $CACHE_DIR ]] && mkdir -p "$CACHE_DIR" 2>/dev/null && [[ -w $CACHE_DIR ]]; then
-  cached=$CACHE_DIR/$SUITE-minbase.tar
-  if [[ -s $cached ]]; then
-    say "reusing $cached"
-  else
-    PARTIAL=$cached.new.$$
-    step "debootstrap $SUITE" debootstrap_tar "$PARTIAL"
-    [[ -n ${STEP_OK["debootstrap $SUITE"]:-} ]] || die "debootstrap failed; check that $MIRROR is reachable"
-    mv -f "$PARTIAL" "$cached"
-    PARTIAL=""
-  fi
-  ROOTFS_TAR=$cached
-else
-  [[ -z $CACHE_DIR ]] || say "cannot write $CACHE_DIR; building without a cache"
-  step "debootstrap $SUITE" debootstrap_tar "$ROOTFS_TAR"
-  [[ -n ${STEP_OK["debootstrap $SUITE"]:-} ]] || die "debootstrap failed; check that $MIRROR is reachable"
-fi
+rootfs_tar
 BASE_VERSION=$(tar -xOf "$ROOTFS_TAR" ./etc/debian_version) ||
   die "./etc/debian_version not found in $ROOTFS_TAR; delete the tar to build it again"
 
