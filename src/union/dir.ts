@@ -9,7 +9,7 @@ import { copyUp } from './copy-up';
 import type { Node } from './layer';
 import { hasLower, isMerged, lookup, lookupExisting, lowerHasName } from './lookup';
 import { parentOf, type Overlay } from './overlay';
-import { hide, isHiddenName, unlinkHidden } from './hidden';
+import { hide, isHiddenName, undoHideForRename, unlinkHidden } from './hidden';
 import { noteChange } from './inode';
 import { readdirMerged } from './readdir';
 import {
@@ -188,6 +188,9 @@ export function rename(ov: Overlay, fromPath: string, toPath: string): void {
     return;
   }
   const source = lookupExisting(ov, fromPath, 'rename');
+  if (source.parts === undefined && ov.layers[source.layer].isUpper &&
+    undoHideForRename(ov, fromPath, toPath, source.realPath)) return;
+  ov.lastHide = undefined;
   const target = lookup(ov, toPath);
   const sourceIsDir = source.parts !== undefined;
 

@@ -47,6 +47,34 @@ export function hide(ov: Overlay, fromPath: string, hiddenPath: string, copyUpPa
   ov.hidden.set(hiddenPath, parked);
   ov.files.rename(fromPath, hiddenPath);
   ov.invalidate(fromPath);
+  if (inUpper) ov.lastHide = { original: fromPath, hidden: hiddenPath, at: process.hrtime.bigint() };
+}
+
+// libfuse hides an open rename target before the rename itself. When the
+// source is another name of the same upper file, rename(2) does nothing, so
+// this puts the target back and keeps the hidden name as an alias of it.
+// Returns whether it did.
+export function undoHideForRename(ov: Overlay, fromPath: string, toPath: string, sourceRealPath: string): boolean {
+  const last = ov.lastHide;
+  ov.lastHide = undefined;
+  if (last === undefined || last.original !== toPath || process.hrtime.bigint() - last.at > 1_000_000_000n) return false;
+  const parked = ov.hidden.get(last.hidden);
+  if (parked === undefined || !ov.layers[parked.layer].isUpper) return false;
+
+  const source = newStatBuffer();
+  const target = newStatBuffer();
+  if (host.tryLstat(sourceRealPath, source) !== 0 || host.tryLstat(parked.realPath, target) !== 0) return false;
+  if (source[ST_INO] !== target[ST_INO]) return false;
+
+  const upperPath = ov.upperPathOf(toPath);
+  countParked(ov, parked.realPath, -1);
+  host.rename(parked.realPath, upperPath, 0);
+  ov.hidden.set(last.hidden, { ...parked, realPath: upperPath });
+  ov.hiddenAliases.add(last.hidden);
+  ov.invalidate(toPath);
+  ov.invalidate(fromPath);
+  ov.sharedChanged(parked.ino, target[ST_NLINK]);
+  return true;
 }
 
 function putWhiteout(ov: Overlay, upperPath: string): void {
@@ -60,6 +88,8 @@ export function unlinkHidden(ov: Overlay, hiddenPath: string): void {
   const node = ov.hidden.get(hiddenPath);
   if (node === undefined) return;
   ov.hidden.delete(hiddenPath);
+  // An alias names a file that is still in the merged view.
+  if (ov.hiddenAliases.delete(hiddenPath)) return;
   if (!ov.layers[node.layer].isUpper) return;
   countParked(ov, node.realPath, -1);
   host.unlink(node.realPath);

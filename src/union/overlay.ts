@@ -41,6 +41,10 @@ export class Overlay {
   files!: FileTable;
   // Open files parked under libfuse's .fuse_hidden names (see hidden.ts).
   readonly hidden = new Map<string, Node>();
+  // Hidden names whose file went back to its place (see undoHideForRename).
+  readonly hiddenAliases = new Set<string>();
+  // The last upper file parked, for the rename libfuse sends right after.
+  lastHide: { original: string; hidden: string; at: bigint } | undefined;
   // Number of workdir names of each parked upper file, by real inode number.
   readonly parkedNames = new Map<bigint, number>();
 
