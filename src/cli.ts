@@ -4,8 +4,8 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import yargs from 'yargs';
-import { serve, sourceFor, spawnBackground } from './daemon';
-import { parseMountOptions, ParamError } from './params';
+import { spawnBackground } from './background';
+import { parseMountOptions, ParamError, sourceFor } from './params';
 
 const pkg = JSON.parse(fs.readFileSync(`${__dirname}/../package.json`, 'utf8')) as { version: string };
 
@@ -51,6 +51,8 @@ async function mount(args: MountArgs): Promise<number> {
     if (args.logFile !== undefined) childArgs.push('--log-file', args.logFile);
     return spawnBackground([process.argv[1], ...childArgs]);
   }
+  // Loaded only here: a background mount's first process never serves.
+  const { serve } = require('./daemon') as typeof import('./daemon');
   serve({ params, mountpoint: args.mountpoint, logLevel: args.logLevel, logFile: args.logFile, readyFd: args.readyFd });
   return -1; // serving; the daemon exits by itself
 }

@@ -2,11 +2,9 @@
 // until unmounted, and unmount cleanly on SIGINT or SIGTERM. Background mode
 // re-runs this in a detached child that reports readiness over a pipe.
 import fs from 'node:fs';
-import { spawn } from 'node:child_process';
 import Fuse from 'fuse-native';
 import { createLogger, type Logger } from './log';
-import type { MountParams } from './params';
-import { ParamError } from './params';
+import { ParamError, sourceFor, type MountParams } from './params';
 import { prepareSuper } from './super';
 import { makeOperations } from './fuse/ops';
 import { Overlay } from './union/overlay';
@@ -35,16 +33,6 @@ const BASE_FUSE_OPTIONS = [
   'entry_timeout=86400', 'attr_timeout=86400', 'negative_timeout=86400',
 ];
 
-// The mount's source: the layers in the kernel's option syntax, so that
-// findmnt and /proc/mounts show them.
-export function sourceFor(params: MountParams): string {
-  if (params.fsname !== undefined) return params.fsname;
-  const escape = (p: string) => p.replace(/([\\:,])/g, '\\$1');
-  let source = `tsoverlay:lowerdir=${params.lowerdirs.map(escape).join(':')}`;
-  if (params.upperdir !== undefined) source += `,upperdir=${escape(params.upperdir)}`;
-  if (params.workdir !== undefined) source += `,workdir=${escape(params.workdir)}`;
-  return source;
-}
 
 export function fuseOptionsFor(params: MountParams): string[] {
   // libfuse splits -o at commas unless a backslash escapes them.
@@ -151,39 +139,3 @@ export function serve(request: MountRequest): void {
   process.on('SIGHUP', () => undefined);
 }
 
-// Starts serve() in a detached child and waits until it reports. Exits 0
-// once the mount is ready, as mount helpers do.
-// The child's stderr comes back through a pipe until the mount is ready, so
-// that libfuse's own messages reach the user. After that no process keeps
-// the caller's stderr open, because podman waits for it to close.
-export function spawnBackground(argv: string[]): Promise<number> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...process.execArgv, ...argv, '--foreground', '--ready-fd', '3'], {
-      // systemd spares root processes whose argv[0] starts with '@' when it
-      // leaves the initrd, so a daemon started that way keeps the mark.
-      argv0: process.argv0.startsWith('@') ? process.argv0 : undefined,
-      detached: true,
-      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    let stderr = '';
-    const pipe = child.stdio[3] as NodeJS.ReadableStream;
-    const errPipe = child.stderr as NodeJS.ReadableStream & { destroy(): void };
-    pipe.setEncoding('utf8');
-    errPipe.setEncoding('utf8');
-    pipe.on('data', (chunk: string) => (output += chunk));
-    errPipe.on('data', (chunk: string) => (stderr += chunk));
-    pipe.on('end', () => {
-      if (output.startsWith('ready')) {
-        errPipe.destroy();
-        child.unref();
-        resolve(0);
-        return;
-      }
-      const reason = output.replace(/^error: /, '') || 'the mount daemon exited before the mount was ready\n';
-      const details = stderr.trim() === '' ? '' : `${stderr.trim().replace(/^/gm, '  ')}\n`;
-      process.stderr.write(`tsoverlay: ${reason}${details}`);
-      resolve(1);
-    });
-  });
-}

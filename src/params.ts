@@ -145,3 +145,14 @@ export function parseMountOptions(optionStrings: string[]): MountParams {
   }
   return params;
 }
+
+// The mount's source: the layers in the kernel's option syntax, so that
+// findmnt and /proc/mounts show them.
+export function sourceFor(params: MountParams): string {
+  if (params.fsname !== undefined) return params.fsname;
+  const escape = (p: string) => p.replace(/([\\:,])/g, '\\$1');
+  let source = `tsoverlay:lowerdir=${params.lowerdirs.map(escape).join(':')}`;
+  if (params.upperdir !== undefined) source += `,upperdir=${escape(params.upperdir)}`;
+  if (params.workdir !== undefined) source += `,workdir=${escape(params.workdir)}`;
+  return source;
+}
