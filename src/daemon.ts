@@ -97,6 +97,7 @@ export function serve(request: MountRequest): void {
   const fuse = new Fuse(mountpoint, makeOperations(ov, log, caller), { timeout: false, options: fuseOptions });
   caller.context = fuse.contextArray;
   ov.invalidateIno = (ino) => fuse.invalidateIno(ino);
+  ov.invalidateAttrs = (ino) => fuse.invalidateIno(ino, true);
 
   let stopping = false;
   fuse.onexit = () => {

@@ -55,7 +55,7 @@ declare module 'fuse-native' {
     mnt: string;
     contextArray: Uint32Array;
     onexit: (() => void) | null;
-    invalidateIno(ino: bigint): void;
+    invalidateIno(ino: bigint, attrsOnly?: boolean): void;
     mount(cb: (err: Error | null) => void): void;
     unmount(cb: (err: Error | null) => void): void;
     static unmount(mnt: string, cb: (err: Error | null) => void): void;

@@ -34,6 +34,9 @@ export class Overlay {
   // Drops the kernel's caches for every name of an inode number; set by the
   // FUSE layer. See sharedChanged.
   invalidateIno: (ino: bigint) => void = () => undefined;
+  // The same for attributes alone, done before the current reply, so that
+  // a stat right after the request sees the change.
+  invalidateAttrs: (ino: bigint) => void = () => undefined;
   // Prefix of the overlay's own xattrs: trusted.overlay. or user.overlay.
   readonly xattrPrefix: string;
   // Set per request by the FUSE layer before it calls into the overlay.
@@ -106,7 +109,9 @@ export class Overlay {
   // The kernel gives each name of a hard-linked file its own inode, so a
   // change made through one name must drop what the others have cached.
   sharedChanged(ino: bigint, nlink: bigint | number): void {
-    if (nlink > 1) this.invalidateIno(ino);
+    if (nlink <= 1) return;
+    this.invalidateAttrs(ino);
+    this.invalidateIno(ino);
   }
 
   upperPathOf(path: string): string {
