@@ -42,7 +42,7 @@ export function makeOperations(ov: Overlay, log: Logger, caller: { context: Uint
     try {
       return stat();
     } catch (err) {
-      log.debug({ op, path, err }, 'attributes for the reply failed');
+      log.debug({ op, path, err }, 'stat for the reply failed; libfuse calls getattr instead');
       return undefined;
     }
   };

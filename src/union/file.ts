@@ -172,7 +172,7 @@ export class FileTable {
     }
   }
 
-  // A directory moved: handles below it follow to the new path.
+  // Moves the handles below a renamed directory to its new path.
   renameTree(fromPath: string, toPath: string): void {
     const prefix = fromPath + '/';
     const moved = (path: string) => (path.startsWith(prefix) ? toPath + path.slice(fromPath.length) : path);

@@ -35,7 +35,7 @@ export class Overlay {
   // FUSE layer. See sharedChanged.
   invalidateIno: (ino: bigint) => void = () => undefined;
   // The same for attributes alone, done before the current reply, so that
-  // a stat right after the request sees the change.
+  // a stat right after the request gets the new values.
   invalidateAttrs: (ino: bigint) => void = () => undefined;
   // Prefix of the overlay's own xattrs: trusted.overlay. or user.overlay.
   readonly xattrPrefix: string;
