@@ -31,10 +31,24 @@ export function spawnBackground(argv: string[]): Promise<number> {
         resolve(0);
         return;
       }
-      const reason = output.replace(/^error: /, '') || 'the mount daemon exited before the mount was ready\n';
-      const details = stderr.trim() === '' ? '' : `${stderr.trim().replace(/^/gm, '  ')}\n`;
-      process.stderr.write(`tsoverlay: ${reason}${details}`);
-      resolve(1);
+      if (output.startsWith('already: ')) {
+        // The layers are mounted there already, which counts as success.
+        process.stderr.write(`tsoverlay: ${output.slice('already: '.length)}`);
+        resolve(0);
+        return;
+      }
+      child.once('close', (code: number | null) => {
+        if (output === '' && code === 2) {
+          // A usage error, which yargs reported in the child in full.
+          process.stderr.write(stderr);
+          resolve(2);
+          return;
+        }
+        const reason = output.replace(/^error: /, '') || 'the mount daemon exited before the mount was ready\n';
+        const details = stderr.trim() === '' ? '' : `${stderr.trim().replace(/^/gm, '  ')}\n`;
+        process.stderr.write(`tsoverlay: ${reason}${details}`);
+        resolve(1);
+      });
     });
   });
 }

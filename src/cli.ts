@@ -3,11 +3,9 @@
 // mount_program) and `tsoverlay SOURCE MERGED -o OPTS` (mount.fuse3).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import yargs from 'yargs';
+import type yargs from 'yargs';
 import { spawnBackground } from './background';
 import { parseMountOptions, ParamError, sourceFor } from './params';
-
-const pkg = JSON.parse(fs.readFileSync(`${__dirname}/../package.json`, 'utf8')) as { version: string };
 
 interface MountArgs {
   options: string[];
@@ -29,24 +27,36 @@ const OPTIONS_HELP = `Options (-o, comma-separated, kernel overlayfs syntax):
   fsname=NAME       source name shown in /proc/mounts
   allow_other, default_permissions, dev, suid, noexec, noatime, ...  FUSE mount flags`;
 
+// Reports a failure or an existing mount before serving: on the ready fd in
+// a background child, whose parent relays it, else on stderr.
+function reportEarly(args: MountArgs, kind: 'error' | 'already', message: string): void {
+  if (args.readyFd === undefined) {
+    process.stderr.write(`tsoverlay: ${message}\n`);
+    return;
+  }
+  fs.writeSync(args.readyFd, `${kind}: ${message}\n`);
+  fs.closeSync(args.readyFd);
+}
+
 async function mount(args: MountArgs): Promise<number> {
   let params;
   try {
     params = parseMountOptions(args.options);
   } catch (err) {
     if (!(err instanceof ParamError)) throw err;
-    process.stderr.write(`tsoverlay: ${err.message}\n`);
+    reportEarly(args, 'error', err.message);
     return 1;
   }
 
   if (isAlreadyMounted(args.mountpoint, sourceFor(params))) {
     // mount -a finds no match for an fstab source other than ours, so it runs
     // the helper again. A second overlay on top would hide the first.
-    process.stderr.write(`tsoverlay: '${args.mountpoint}' is already mounted with these layers\n`);
+    reportEarly(args, 'already', `'${args.mountpoint}' is already mounted with these layers`);
     return 0;
   }
 
   if (!args.foreground) {
+    // Only forms isPlainBackgroundMount turns down come this way.
     const childArgs = ['mount', args.mountpoint, ...args.options.flatMap((o) => ['-o', o]), '--log-level', args.logLevel];
     if (args.logFile !== undefined) childArgs.push('--log-file', args.logFile);
     return spawnBackground([process.argv[1], ...childArgs]);
@@ -116,8 +126,9 @@ function mountFlags<T>(y: yargs.Argv<T>) {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  const pkg = JSON.parse(fs.readFileSync(`${__dirname}/../package.json`, 'utf8')) as { version: string };
   let exitCode = 0;
-  const parser = yargs(argv)
+  const parser = (require('yargs') as typeof yargs)(argv)
     .scriptName('tsoverlay')
     .usage('$0 mount -o lowerdir=L1:L2,upperdir=U,workdir=W MERGED')
     .command(
@@ -175,8 +186,35 @@ function toMountArgs(a: Record<string, unknown>, mountpoint: string): MountArgs 
   };
 }
 
+// Flags a plain background mount may carry; each takes a value.
+const PLAIN_FLAGS = new Set(['-o', '--log-level', '--log-file']);
+
+// Returns true for the common background mount forms, `mount -o OPTS MERGED`,
+// `-o OPTS MERGED` and `SOURCE MERGED -o OPTS`, with no other flags. Those
+// go straight to the daemon process, which parses them with yargs like any
+// command line, so that this process loads neither yargs nor the daemon.
+// Anything else (help, foreground, umount, other flags) is parsed here.
+export function isPlainBackgroundMount(argv: string[]): boolean {
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('-')) positionals.push(arg);
+    else if (PLAIN_FLAGS.has(arg) && i + 1 < argv.length) i++;
+    else if (!/^(-o|--log-level=|--log-file=)./.test(arg)) return false;
+  }
+  if (positionals[0] === 'mount') return positionals.length === 2;
+  return (positionals.length === 1 || positionals.length === 2) && positionals[0] !== 'umount';
+}
+
 export function run(): void {
-  main(process.argv.slice(2)).then(
+  const argv = process.argv.slice(2);
+  if (isPlainBackgroundMount(argv)) {
+    spawnBackground([process.argv[1], ...argv]).then((code) => {
+      process.exitCode = code;
+    });
+    return;
+  }
+  main(argv).then(
     (code) => {
       if (code >= 0) process.exitCode = code;
     },

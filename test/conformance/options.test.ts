@@ -144,6 +144,19 @@ test('rejects missing mountpoint', () => {
   expect(r.stderr).toContain('no-mountpoint');
 });
 
+// A plain mount command line goes straight to the daemon process, which
+// parses it: its usage errors must still reach the caller, with yargs' exit code.
+test('rejects a bad log level as a usage error', () => {
+  const r = spawnSync(process.execPath, [cliPath, 'mount', '-o', `lowerdir=${dirs().l1}:${dirs().l2}`, dirs().m,
+    '--log-level', 'loud'], { encoding: 'utf8', timeout: 30_000 });
+  const mounted = isMountPoint(dirs().m);
+  if (mounted) unmount(dirs().m);
+  expect(mounted).toBe(false);
+  expect(r.status).toBe(2);
+  expect(r.stderr).toContain('loud');
+  expect(r.stderr).toContain('tsoverlay --help');
+});
+
 // Runs fn in a fresh temp dir and then unmounts every mount below it and
 // removes it, even when fn fails halfway.
 function inTempRoot(prefix: string, fn: (base: string) => void): void {
