@@ -13,7 +13,7 @@ import { hide, isHiddenName, undoHideForRename, unlinkHidden } from './hidden';
 import { noteChange } from './inode';
 import { readdirMerged } from './readdir';
 import {
-  hasEntries, makeWhiteoutAt, onlyWhiteouts, removeTree, setOpaque, tryGetxattr, tryLstat, whiteoutOver,
+  hasEntries, onlyWhiteouts, removeTree, setOpaque, tryGetxattr, tryLstat, whiteoutAtFreeName, whiteoutOver,
 } from './whiteout';
 
 const S_IFMT = 0o170000;
@@ -139,11 +139,13 @@ export function unlink(ov: Overlay, path: string): void {
     return;
   }
   const node = lookupExisting(ov, path, 'unlink');
+  // The link count before the unlink tells whether other names remain.
+  const inUpper = ov.layers[node.layer].isUpper;
   const st = newStatBuffer();
-  host.lstat(node.realPath, st);
+  if (inUpper) host.lstat(node.realPath, st);
   removeEntry(ov, path, node, false);
   ov.files.forget(path);
-  if (ov.layers[node.layer].isUpper) ov.sharedChanged(node.ino, st[ST_NLINK]);
+  if (inUpper) ov.sharedChanged(node.ino, st[ST_NLINK]);
 }
 
 export function rmdir(ov: Overlay, path: string): void {
@@ -161,9 +163,7 @@ function removeEntry(ov: Overlay, path: string, node: Node, isDirectory: boolean
 
   if (!inUpper) {
     copyUp(ov, parentOf(path));
-    const temp = ov.tempPath();
-    makeWhiteoutAt(temp);
-    host.rename(temp, ov.upperPathOf(path), 0);
+    whiteoutAtFreeName(ov, ov.upperPathOf(path));
   } else if (needWhiteout) {
     whiteoutOver(ov, node.realPath, isDirectory);
   } else if (!isDirectory) {
@@ -229,11 +229,7 @@ export function rename(ov: Overlay, fromPath: string, toPath: string): void {
     host.rename(upperSource, upperTarget, host.RENAME_WHITEOUT);
   } else {
     host.rename(upperSource, upperTarget, 0);
-    if (sourceWhiteout) {
-      const temp = ov.tempPath();
-      makeWhiteoutAt(temp);
-      host.rename(temp, upperSource, 0);
-    }
+    if (sourceWhiteout) whiteoutAtFreeName(ov, upperSource);
   }
 
   ov.invalidateTree(fromPath);

@@ -58,6 +58,18 @@ export function makeWhiteoutAt(path: string): void {
   host.mknod(path, S_IFCHR | 0o000, 0);
 }
 
+// Puts a whiteout at upperPath, where the upper has no entry. mknod makes it
+// in one step, so a crash leaves either nothing or the whiteout, and no
+// workdir staging is needed. An entry found there is replaced as below.
+export function whiteoutAtFreeName(ov: Overlay, upperPath: string): void {
+  try {
+    makeWhiteoutAt(upperPath);
+  } catch (err) {
+    if (!isErrno(err, 'EEXIST')) throw err;
+    whiteoutOver(ov, upperPath, false);
+  }
+}
+
 // Puts a whiteout at upperPath, replacing whatever is there atomically. A
 // directory there is swapped out with RENAME_EXCHANGE and then removed from
 // the workdir, because rename cannot put a non-directory over a directory.
