@@ -139,7 +139,7 @@ export function unlink(ov: Overlay, path: string): void {
     return;
   }
   const node = lookupExisting(ov, path, 'unlink');
-  // The link count before the unlink tells whether other names remain.
+  // The link count before the unlink shows whether other names remain.
   const inUpper = ov.layers[node.layer].isUpper;
   const st = newStatBuffer();
   if (inUpper) host.lstat(node.realPath, st);
