@@ -5,7 +5,7 @@ import { newStatBuffer, newStatvfsBuffer, ST_INO, ST_NLINK, STATVFS_NAMEMAX } fr
 import { errnoError } from '../errors';
 import { copyUp } from './copy-up';
 import { parkedNlink } from './hidden';
-import { isMerged, lookupExisting } from './lookup';
+import { isMerged, lookupExisting, takeResolvedStat } from './lookup';
 import type { Node } from './layer';
 import type { Overlay } from './overlay';
 
@@ -15,7 +15,7 @@ const S_IFLNK = 0o120000;
 export function getattr(ov: Overlay, path: string): BigInt64Array {
   const node = lookupExisting(ov, path, 'stat');
   const st = newStatBuffer();
-  host.lstat(node.realPath, st);
+  if (!takeResolvedStat(path, st)) host.lstat(node.realPath, st);
   if (isMerged(node)) st[ST_NLINK] = 1n;
   else if (ov.layers[node.layer].isUpper) parkedNlink(ov, st);
   st[ST_INO] = node.ino;

@@ -16,7 +16,14 @@ const S_IFDIR = 0o040000;
 
 const scratch = newStatBuffer();
 
+// lstat of the object the last resolveChild returned, and its path. A
+// getattr right after the lookup that resolved the path (libfuse's lookup
+// is a getattr) takes it instead of calling lstat again.
+const resolvedStat = newStatBuffer();
+let resolvedPath: string | undefined;
+
 export function lookup(ov: Overlay, path: string): Node | null {
+  resolvedPath = undefined;
   const hidden = ov.hidden.get(path);
   if (hidden !== undefined) return hidden;
   const hit = ov.cached(path);
@@ -25,6 +32,15 @@ export function lookup(ov: Overlay, path: string): Node | null {
   const node = path === '/' ? resolveRoot(ov) : resolveChild(ov, path);
   ov.remember(path, node);
   return node;
+}
+
+// Copies into st the lstat taken while the lookup just made resolved path,
+// and returns true; returns false when that lookup came from the cache.
+export function takeResolvedStat(path: string, st: BigInt64Array): boolean {
+  if (resolvedPath !== path) return false;
+  resolvedPath = undefined;
+  st.set(resolvedStat);
+  return true;
 }
 
 // Like lookup, but a missing name is ENOENT.
@@ -83,6 +99,8 @@ function resolveChild(ov: Overlay, path: string): Node | null {
 
     if (!isDir(scratch)) {
       if (found !== null) break; // a non-directory below a directory ends the merge
+      resolvedStat.set(scratch);
+      resolvedPath = path;
       return {
         layer: layer.index,
         realPath,
@@ -92,6 +110,8 @@ function resolveChild(ov: Overlay, path: string): Node | null {
     }
 
     if (found === null) {
+      resolvedStat.set(scratch);
+      resolvedPath = path;
       found = {
         layer: layer.index,
         realPath,
