@@ -56,10 +56,8 @@ async function mount(args: MountArgs): Promise<number> {
   }
 
   if (!args.foreground) {
-    // Only forms isPlainBackgroundMount turns down come this way.
-    const childArgs = ['mount', args.mountpoint, ...args.options.flatMap((o) => ['-o', o]), '--log-level', args.logLevel];
-    if (args.logFile !== undefined) childArgs.push('--log-file', args.logFile);
-    return spawnBackground([process.argv[1], ...childArgs]);
+    // Only forms parsePlainMount turns down come this way.
+    return spawnBackground([process.argv[1], ...daemonArgs(args)]);
   }
   // Loaded only here: a background mount's first process never serves.
   const { serve } = require('./daemon') as typeof import('./daemon');
@@ -186,30 +184,56 @@ function toMountArgs(a: Record<string, unknown>, mountpoint: string): MountArgs 
   };
 }
 
-// Flags a plain background mount may carry; each takes a value.
+// The daemon's command line, in one form whatever form the caller used.
+function daemonArgs(a: { mountpoint: string; options: string[]; logLevel: string; logFile?: string }): string[] {
+  const args = ['mount', a.mountpoint, ...a.options.flatMap((o) => ['-o', o]), '--log-level', a.logLevel];
+  if (a.logFile !== undefined) args.push('--log-file', a.logFile);
+  return args;
+}
+
+// Flags a plain background mount may carry. Each takes a value.
 const PLAIN_FLAGS = new Set(['-o', '--log-level', '--log-file']);
 
-// Returns true for the common background mount forms, `mount -o OPTS MERGED`,
-// `-o OPTS MERGED` and `SOURCE MERGED -o OPTS`, with no other flags. Those
-// go straight to the daemon process, which parses them with yargs like any
-// command line, so that this process loads neither yargs nor the daemon.
-// Anything else (help, foreground, umount, other flags) is parsed here.
-export function isPlainBackgroundMount(argv: string[]): boolean {
+// Parses the common background mount forms, `mount -o OPTS MERGED`,
+// `-o OPTS MERGED` and `SOURCE MERGED -o OPTS`, with no other flags, and
+// returns undefined for anything else (help, foreground, umount, other
+// flags), which goes through yargs here. A plain form goes straight to the
+// daemon process, which parses it with yargs, so this process loads neither
+// yargs nor the daemon. Values the daemon rejects are reported from there.
+export function parsePlainMount(argv: string[]): Omit<MountArgs, 'foreground' | 'readyFd'> | undefined {
   const positionals: string[] = [];
+  const options: string[] = [];
+  let logLevel: string | undefined;
+  let logFile: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (!arg.startsWith('-')) positionals.push(arg);
-    else if (PLAIN_FLAGS.has(arg) && i + 1 < argv.length) i++;
-    else if (!/^(-o|--log-level=|--log-file=)./.test(arg)) return false;
+    if (!arg.startsWith('-')) {
+      positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf('=');
+    const flag = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg;
+    if (!PLAIN_FLAGS.has(flag)) return undefined;
+    const value = flag !== arg ? arg.slice(eq + 1) : argv[++i];
+    // yargs would read a value starting with '-' as a flag.
+    if (value === undefined || value.startsWith('-')) return undefined;
+    if (flag === '-o') options.push(value);
+    else if (flag === '--log-level' && logLevel === undefined) logLevel = value;
+    else if (flag === '--log-file' && logFile === undefined) logFile = value;
+    else return undefined; // repeated
   }
-  if (positionals[0] === 'mount') return positionals.length === 2;
-  return (positionals.length === 1 || positionals.length === 2) && positionals[0] !== 'umount';
+
+  const mountCommand = positionals[0] === 'mount';
+  const count = positionals.length;
+  if (mountCommand ? count !== 2 : (count !== 1 && count !== 2) || positionals[0] === 'umount') return undefined;
+  return { mountpoint: positionals[count - 1], options, logLevel: logLevel ?? 'info', logFile };
 }
 
 export function run(): void {
   const argv = process.argv.slice(2);
-  if (isPlainBackgroundMount(argv)) {
-    spawnBackground([process.argv[1], ...argv]).then((code) => {
+  const plain = parsePlainMount(argv);
+  if (plain !== undefined) {
+    spawnBackground([process.argv[1], ...daemonArgs(plain)]).then((code) => {
       process.exitCode = code;
     });
     return;

@@ -1,14 +1,33 @@
-// Which command lines the CLI hands to the daemon process unparsed. A form
-// that is turned down still works; it is only parsed in the first process.
+// Which command lines the CLI hands to the daemon process without yargs,
+// and what it reads from them. A form that is turned down still works: it
+// is parsed with yargs in the first process.
 import { expect, test } from 'vitest';
-import { isPlainBackgroundMount } from '../../src/cli';
+import { parsePlainMount } from '../../src/cli';
 
-const plain = [
-  ['mount', '-o', 'lowerdir=/l', '/m'],
-  ['-o', 'lowerdir=/l,upperdir=/u,workdir=/w', '/m'],
-  ['overlay', '/m', '-o', 'lowerdir=/l'],
-  ['mount', '/m', '-olowerdir=/l', '--log-level', 'debug', '--log-file=/tmp/x.log'],
-];
+test('plain mount command', () => {
+  expect(parsePlainMount(['mount', '-o', 'lowerdir=/l', '/m'])).toEqual({
+    mountpoint: '/m', options: ['lowerdir=/l'], logLevel: 'info', logFile: undefined,
+  });
+});
+
+test('podman mount_program form', () => {
+  expect(parsePlainMount(['-o', 'lowerdir=/l,upperdir=/u,workdir=/w', '/m'])).toEqual({
+    mountpoint: '/m', options: ['lowerdir=/l,upperdir=/u,workdir=/w'], logLevel: 'info', logFile: undefined,
+  });
+});
+
+test('mount helper form', () => {
+  expect(parsePlainMount(['overlay', '/m', '-o', 'lowerdir=/l', '-o', 'ro'])).toEqual({
+    mountpoint: '/m', options: ['lowerdir=/l', 'ro'], logLevel: 'info', logFile: undefined,
+  });
+});
+
+test('log flags in both spellings', () => {
+  expect(parsePlainMount(['mount', '/m', '-o', 'lowerdir=/l', '--log-level', 'debug', '--log-file=/tmp/x.log'])).toEqual({
+    mountpoint: '/m', options: ['lowerdir=/l'], logLevel: 'debug', logFile: '/tmp/x.log',
+  });
+});
+
 const parsedHere = [
   ['mount', '-f', '-o', 'lowerdir=/l', '/m'],
   ['mount', '--foreground', '-o', 'lowerdir=/l', '/m'],
@@ -20,13 +39,12 @@ const parsedHere = [
   ['-o', 'lowerdir=/l'],
   ['a', 'b', 'c', '-o', 'lowerdir=/l'],
   ['mount', '/m', '-o'],
+  ['mount', '/m', '-olowerdir=/l'],
+  ['mount', '/m', '-o', '-x'],
+  ['mount', '/m', '-o', 'lowerdir=/l', '--log-level', 'info', '--log-level', 'debug'],
   ['mount', '-o', 'lowerdir=/l', '/m', '--ready-fd', '3'],
 ];
 
-test.each(plain)('goes to the daemon: %s', (...argv) => {
-  expect(isPlainBackgroundMount(argv)).toBe(true);
-});
-
-test.each(parsedHere)('is parsed in the first process: %s', (...argv) => {
-  expect(isPlainBackgroundMount(argv)).toBe(false);
+test.each(parsedHere)('parsed with yargs: %s', (...argv) => {
+  expect(parsePlainMount(argv)).toBeUndefined();
 });
