@@ -101,8 +101,20 @@ function removeTreeStrict(realPath: string): void {
     host.unlink(realPath);
     return;
   }
-  for (const name of host.readdir(realPath).names) removeTreeStrict(realPath + '/' + name);
-  host.rmdir(realPath);
+  removeDirTree(realPath);
+}
+
+// The entry type from readdir tells directories from the rest, so only an
+// entry of unknown type costs an lstat.
+function removeDirTree(realDir: string): void {
+  const { names, types } = host.readdir(realDir);
+  for (let i = 0; i < names.length; i++) {
+    const child = realDir + '/' + names[i];
+    if (types[i] === host.DT_DIR) removeDirTree(child);
+    else if (types[i] === host.DT_UNKNOWN) removeTreeStrict(child);
+    else host.unlink(child);
+  }
+  host.rmdir(realDir);
 }
 
 // True when the real directory contains anything at all, whiteouts included.
