@@ -104,8 +104,8 @@ function removeTreeStrict(realPath: string): void {
   removeDirTree(realPath);
 }
 
-// The entry type from readdir tells directories from the rest, so only an
-// entry of unknown type costs an lstat.
+// readdir reports each entry's type, which separates directories from the
+// rest, so only an entry of unknown type costs an lstat.
 function removeDirTree(realDir: string): void {
   const { names, types } = host.readdir(realDir);
   for (let i = 0; i < names.length; i++) {
