@@ -893,7 +893,7 @@ function report(r) {
       + ' free pages to the host, as this one does, a page freed a while ago costs a host fault'
       + ' when it is touched again. The FUSE stacks\' page caches grow during a session, so'
       + ' their copy-up got pages of that kind and took 3 times as long as the same copy on a'
-      + ' fresh mount, and the write rounds of one stack ranged from 1.8 to 3.0 s. Dropping'
+      + ' fresh mount. The write rounds of one stack ranged from 1.8 to 3.0 s. Dropping'
       + ' caches first gives every stack recently freed pages.',
     '- stat(2) of one file is mostly answered from the kernel\'s attribute cache on the FUSE'
       + ' mounts (attr_timeout); statx with AT_STATX_FORCE_SYNC reaches the daemon every time.',
