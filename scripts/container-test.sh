@@ -28,12 +28,6 @@ CACHE_DIR=${CONTAINER_TEST_CACHE-/var/cache/tsoverlay-test/container}
 DEBIAN_IMAGE=localhost/tsoverlay-debian:$SUITE
 BASE_IMAGE=localhost/tsoverlay-base:latest
 TEST_IMAGE=localhost/tsoverlay-test:latest
-# podman's default limits are higher than root may set on hosts where root
-# lacks CAP_SYS_RESOURCE. The runtime is runc because crun is reported to
-# fail on the cgroup v1 layout of the CI host.
-ULIMITS=(--ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
-RUNTIME=runc
-
 say() { printf 'container-test: %s\n' "$*"; }
 die() { printf 'container-test: error: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=lib/debian-base.sh

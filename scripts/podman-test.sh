@@ -43,12 +43,6 @@ DELETED_DIR=/usr/share/doc
 # directory must be opaque to the base image's files.
 REPLACED_DIR=/etc/apt/apt.conf.d
 REPLACED_FILE=99tsoverlay-podman-test
-# As in container-test.sh: podman's default limits are higher than root may
-# set where root lacks CAP_SYS_RESOURCE, and crun is reported to fail on the
-# cgroup v1 layout of the CI host, so the runtime is runc.
-ULIMITS=(--ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
-RUNTIME=runc
-
 say() { printf 'podman-test: %s\n' "$*"; }
 die() { printf 'podman-test: error: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=lib/debian-base.sh

@@ -184,7 +184,7 @@ function toMountArgs(a: Record<string, unknown>, mountpoint: string): MountArgs 
   };
 }
 
-// The daemon's command line, in one form whatever form the caller used.
+// Builds the daemon's command line, in one form whatever form the caller used.
 function daemonArgs(a: { mountpoint: string; options: string[]; logLevel: string; logFile?: string }): string[] {
   const args = ['mount', a.mountpoint, ...a.options.flatMap((o) => ['-o', o]), '--log-level', a.logLevel];
   if (a.logFile !== undefined) args.push('--log-file', a.logFile);

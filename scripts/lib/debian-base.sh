@@ -1,7 +1,14 @@
 # Helpers shared by container-test.sh and podman-test.sh: timing, Debian
-# packages installed on demand, and a debootstrapped minbase root as a tar,
-# cached between runs. Source it after defining say, die and unmount_under,
-# and setting TMP, SUITE, MIRROR and CACHE_DIR.
+# packages installed on demand, a debootstrapped minbase root as a tar,
+# cached between runs, and podman's limits and runtime. Source it after
+# defining say, die and unmount_under, and setting TMP, SUITE, MIRROR and
+# CACHE_DIR.
+
+# podman's default limits are higher than root may set on hosts where root
+# lacks CAP_SYS_RESOURCE. The runtime is runc because crun is reported to
+# fail on the cgroup v1 layout of the CI host.
+ULIMITS=(--ulimit nofile=20000:20000 --ulimit nproc=4096:4096)
+RUNTIME=runc
 
 # elapsed START: seconds since START (an EPOCHREALTIME), to a tenth.
 elapsed() {

@@ -1,7 +1,7 @@
 // The fuse-native operation table: each kernel request becomes one call into
 // the union code, and its result or error becomes the reply. Handlers run on
 // Node's main thread, which also reads the requests, and must reply before
-// they return: the patched binding replies EIO for a handler that does not.
+// they return. The patched binding replies EIO for a handler that does not.
 import type { Operations } from 'fuse-native';
 import type { Logger } from '../log';
 import { chmod, chown, getattr, statfs, truncate, utimens } from '../union/inode';

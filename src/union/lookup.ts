@@ -34,8 +34,8 @@ export function lookup(ov: Overlay, path: string): Node | null {
   return node;
 }
 
-// Copies into st the lstat taken while the lookup just made resolved path,
-// and returns true; returns false when that lookup came from the cache.
+// Copies into st the lstat that the latest lookup took while resolving path
+// and returns true. Returns false when that lookup was served from the cache.
 export function takeResolvedStat(path: string, st: BigInt64Array): boolean {
   if (resolvedPath !== path) return false;
   resolvedPath = undefined;

@@ -145,7 +145,7 @@ test('rejects missing mountpoint', () => {
 });
 
 // A plain mount command line goes straight to the daemon process, which
-// parses it: its usage errors must still reach the caller, with yargs' exit code.
+// parses it. Its usage errors must still reach the caller with yargs' exit code.
 test('rejects a bad log level as a usage error', () => {
   const r = spawnSync(process.execPath, [cliPath, 'mount', '-o', `lowerdir=${dirs().l1}:${dirs().l2}`, dirs().m,
     '--log-level', 'loud'], { encoding: 'utf8', timeout: 30_000 });

@@ -1,6 +1,6 @@
 // Which command lines the CLI hands to the daemon process without yargs,
-// and what it reads from them. A form that is turned down still works: it
-// is parsed with yargs in the first process.
+// and what it reads from them. A form that is turned down still works,
+// because yargs parses it in the first process.
 import { expect, test } from 'vitest';
 import { parsePlainMount } from '../../src/cli';
 
